@@ -1,0 +1,1 @@
+"""The `safehold` command line. One module per command group."""

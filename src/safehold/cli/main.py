@@ -1,0 +1,21 @@
+"""Entry point of the `safehold` command."""
+
+from __future__ import annotations
+
+import click
+
+from safehold import __version__
+from safehold.cli.check import check
+from safehold.cli.serve import serve
+from safehold.cli.user import user
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="safehold")
+def main() -> None:
+    """safehold: contacts, calendars and files that cannot be lost."""
+
+
+main.add_command(serve)
+main.add_command(user)
+main.add_command(check)

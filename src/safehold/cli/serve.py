@@ -1,0 +1,38 @@
+"""`safehold serve`."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+import uvicorn
+
+from safehold.cli.common import common_options
+from safehold.config import Settings, load
+from safehold.errors import SafeholdError
+from safehold.http.app import build
+
+
+@click.command()
+@click.option("--host", help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, help="Port to listen on (default 8232).")
+@common_options
+def serve(host: str | None, port: int | None, settings: Settings) -> None:
+    """Run the server (creates the database on first use)."""
+    if host or port:
+        settings = load(None, {"data_dir": settings.data_dir, "database_url": settings.database_url,
+                               "host": host or settings.host, "port": port or settings.port,
+                               "max_body_bytes": settings.max_body_bytes,
+                               "max_xml_bytes": settings.max_xml_bytes,
+                               "auth_cache_seconds": settings.auth_cache_seconds,
+                               "log_level": settings.log_level}, environ={})
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        app = build(settings)
+    except SafeholdError as exc:
+        raise click.ClickException(f"cannot start: {exc}") from exc
+    click.echo(f"safehold listening on http://{settings.host}:{settings.port}/dav/ "
+               f"(data in {settings.data_dir})", err=True)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning",
+                access_log=False, lifespan="on", timeout_graceful_shutdown=5)

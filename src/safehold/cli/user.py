@@ -1,0 +1,101 @@
+"""`safehold user add|passwd|list|disable|enable`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime, timezone
+
+import click
+
+from safehold.cli.common import common_options, open_store
+from safehold.config import Settings
+from safehold.core import users
+from safehold.core.model import Actor
+from safehold.errors import UserError
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        line = sys.stdin.readline()
+        if not line:
+            raise click.ClickException("--password-stdin: standard input is empty")
+        return line.rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise click.ClickException("no terminal to prompt on; pass --password-stdin")
+    return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
+
+
+@click.group()
+def user() -> None:
+    """Manage users (principals)."""
+
+
+@user.command("add")
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@common_options
+def add(name: str, password_stdin: bool, settings: Settings) -> None:
+    """Create user NAME with a files home at /dav/files/NAME/."""
+    try:
+        users.check_name(name)
+        password = users.check_password(_read_password(password_stdin))
+        store = open_store(settings)
+        users.add_user(store, name, password, Actor(None, "safehold-cli"))
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"created user {name}")
+
+
+@user.command("passwd")
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@common_options
+def passwd(name: str, password_stdin: bool, settings: Settings) -> None:
+    """Set a new password for NAME."""
+    try:
+        password = users.check_password(_read_password(password_stdin))
+        open_store(settings).set_password(name, users.hash_password(password))
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"password changed for {name}; running servers accept the new one at once "
+               "and the old one for at most auth_cache_seconds")
+
+
+@user.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@common_options
+def list_(as_json: bool, settings: Settings) -> None:
+    """List users."""
+    rows = open_store(settings).principals()
+    if as_json:
+        click.echo(json.dumps([{"name": p.name, "disabled": p.disabled,
+                                "created_at": p.created_at} for p in rows]))
+        return
+    for p in rows:
+        created = datetime.fromtimestamp(p.created_at, timezone.utc).strftime("%Y-%m-%d %H:%M")
+        click.echo(f"{p.name}\t{'disabled' if p.disabled else 'active'}\tcreated {created} UTC")
+
+
+@user.command("disable")
+@click.argument("name")
+@common_options
+def disable(name: str, settings: Settings) -> None:
+    """Stop NAME from logging in (data is kept)."""
+    try:
+        open_store(settings).set_disabled(name, True)
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"disabled {name}")
+
+
+@user.command("enable")
+@click.argument("name")
+@common_options
+def enable(name: str, settings: Settings) -> None:
+    """Allow a disabled user to log in again."""
+    try:
+        open_store(settings).set_disabled(name, False)
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"enabled {name}")

@@ -1,0 +1,78 @@
+"""Settings: defaults that need no file, then a TOML file, then SAFEHOLD_* environment
+variables, then command-line flags (each overrides the one before)."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from safehold.errors import ConfigError
+
+ENV_PREFIX = "SAFEHOLD_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("./data")
+    database_url: str = ""  # empty: SQLite at DATA_DIR/safehold.db
+    host: str = "127.0.0.1"
+    port: int = 8232
+    max_body_bytes: int = 4 << 30  # 413 above this
+    max_xml_bytes: int = 1 << 20  # XML request bodies (PROPFIND, LOCK, ...)
+    auth_cache_seconds: int = 60  # how long a verified password is remembered
+    log_level: str = "info"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.data_dir / "tmp"
+
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'safehold.db').resolve()}"
+
+
+DOCUMENTED = {f.name for f in fields(Settings)} - {"extra"}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    kind = {f.name: f.type for f in fields(Settings)}[name]
+    try:
+        if kind == "Path":
+            return Path(str(value))
+        if kind == "int":
+            return int(value)
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {name!r}: {value!r} is not a valid {kind}") from exc
+
+
+def load(config_file: str | None = None, overrides: dict[str, Any] | None = None,
+         environ: dict[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    path = config_file or env.get(ENV_PREFIX + "CONFIG")
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file {path} does not exist") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+        for key, value in data.items():
+            if key not in DOCUMENTED:
+                raise ConfigError(f"config file {path}: unknown setting {key!r} "
+                                  f"(known: {', '.join(sorted(DOCUMENTED))})")
+            values[key] = _coerce(key, value)
+    for name in DOCUMENTED:
+        if ENV_PREFIX + name.upper() in env:
+            values[name] = _coerce(name, env[ENV_PREFIX + name.upper()])
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = _coerce(key, value)
+    return replace(Settings(), **values)

@@ -1,0 +1,83 @@
+"""Domain records shared by the store and the protocol adapters."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+COLLECTION = "collection"
+ITEM = "item"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who made a change: recorded on every change-log row."""
+
+    principal_id: int | None
+    user_agent: str | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Principal:
+    id: int
+    name: str
+    disabled: bool
+    created_at: float
+
+
+@dataclass(frozen=True)
+class Resource:
+    """The head (latest live version) of a collection or item."""
+
+    path: str
+    parent: str
+    owner_id: int
+    kind: str
+    version_id: int
+    blob_hash: str | None
+    size: int
+    etag: str
+    content_type: str | None
+    props: dict[str, str] = field(hash=False)
+    seq: int
+    created_at: float
+    modified_at: float
+
+    @property
+    def is_collection(self) -> bool:
+        return self.kind == COLLECTION
+
+
+@dataclass(frozen=True)
+class Lock:
+    token: str
+    path: str
+    depth: str  # "0" or "infinity"
+    scope: str  # "exclusive" or "shared"
+    owner_xml: str | None
+    principal_id: int
+    timeout: int
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class Body:
+    """A request body already spooled to disk and hashed (see store.blobs)."""
+
+    path: str
+    size: int
+    sha256: str
+
+
+def dump_props(props: dict[str, str]) -> str:
+    return json.dumps(props, sort_keys=True, ensure_ascii=False)
+
+
+def load_props(text: str) -> dict[str, str]:
+    loaded: dict[str, str] = json.loads(text) if text else {}
+    return loaded
+
+
+def parent_of(path: str) -> str:
+    return path.rsplit("/", 1)[0] if "/" in path else ""

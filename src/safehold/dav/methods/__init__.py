@@ -1,0 +1,1 @@
+"""One module per HTTP method (STYLE 2)."""

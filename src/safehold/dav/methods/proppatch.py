@@ -1,0 +1,71 @@
+"""PROPPATCH (RFC 4918 §9.2): all instructions succeed or none do; each call is one
+new version of the resource (dead properties are versioned like content)."""
+
+from __future__ import annotations
+
+from lxml import etree
+
+from safehold.dav import props, xml
+from safehold.dav.backend import DavBackend
+from safehold.dav.conditions import check_if_header, require_unlocked
+from safehold.dav.errors import DavError
+from safehold.dav.paths import href
+from safehold.dav.types import DavRequest, DavResponse
+from safehold.dav.xml import dav
+
+
+def handle(req: DavRequest, backend: DavBackend) -> DavResponse:
+    root = xml.parse(req.body_bytes())
+    if root.tag != dav("propertyupdate"):
+        raise DavError(400, "the body must be a DAV:propertyupdate element")
+    node = backend.get(req.path)
+    if node is None:
+        raise DavError(404, "not found")
+    if node.virtual:
+        raise DavError(403, "properties of this collection cannot be changed")
+    tokens = check_if_header(req, backend)
+    require_unlocked(backend, req.path, tokens, membership=False)
+    ops: list[tuple[str, str, etree._Element]] = []
+    for instr in root:
+        if instr.tag not in (dav("set"), dav("remove")):
+            continue
+        for prop in instr:
+            if prop.tag != dav("prop"):
+                continue
+            for p in prop:
+                if isinstance(p.tag, str):
+                    ops.append(("set" if instr.tag == dav("set") else "remove", str(p.tag), p))
+    if not ops:
+        raise DavError(400, "DAV:propertyupdate contains no properties")
+    failed = {name for _, name, _ in ops if name in props.PROTECTED}
+    set_props: dict[str, str] = {}
+    remove: list[str] = []
+    if not failed:
+        for op, name, el in ops:
+            if op == "set":
+                el.tail = None
+                set_props[name] = etree.tostring(el, encoding="unicode")
+                if name in remove:
+                    remove.remove(name)
+            else:
+                set_props.pop(name, None)
+                remove.append(name)
+        backend.proppatch(req.path, set_props, remove)
+    ms = xml.multistatus()
+    resp = xml.sub(ms, dav("response"))
+    xml.sub(resp, dav("href"), href(node.href))
+    by_status: dict[int, list[str]] = {}
+    for _, name, _ in ops:
+        code = (403 if name in failed else 424) if failed else 200
+        if name not in by_status.setdefault(code, []):
+            by_status[code].append(name)
+    for code, names in by_status.items():
+        ps = xml.sub(resp, dav("propstat"))
+        pr = xml.sub(ps, dav("prop"))
+        for name in names:
+            xml.sub(pr, name)
+        xml.sub(ps, dav("status"), xml.status_line(code))
+        if code == 403:
+            err = xml.sub(ps, dav("error"))
+            xml.sub(err, dav("cannot-modify-protected-property"))
+    return DavResponse(207, [("Content-Type", "application/xml; charset=utf-8")], xml.to_bytes(ms))

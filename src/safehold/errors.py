@@ -1,0 +1,85 @@
+"""safehold's own exceptions. Foreign errors are translated at the boundary.
+
+    SafeholdError
+    ├── ConfigError            bad configuration: says what to fix
+    ├── StoreError             the database misbehaved
+    │   ├── StoreUnavailable   cannot open / schema not current
+    │   └── SelfTestFailed     startup self-test refused the store
+    ├── UserError              principal management (CLI-facing)
+    │   ├── UnknownUser
+    │   └── UserExists
+    └── DomainError            a request conflicts with the data (mapped to 4xx)
+        ├── NotFound           404
+        ├── Conflict           409 (missing parent, wrong kind)
+        ├── AlreadyExists      405/412 depending on the method
+        ├── PreconditionFailed 412 (If-Match, If-None-Match, Overwrite)
+        ├── Forbidden          403
+        ├── Locked             423
+        └── TooLarge           413
+"""
+
+from __future__ import annotations
+
+
+class SafeholdError(Exception):
+    """Root of every error safehold raises on purpose."""
+
+
+class ConfigError(SafeholdError):
+    pass
+
+
+class StoreError(SafeholdError):
+    pass
+
+
+class StoreUnavailable(StoreError):
+    pass
+
+
+class SelfTestFailed(StoreError):
+    pass
+
+
+class UserError(SafeholdError):
+    pass
+
+
+class UnknownUser(UserError):
+    pass
+
+
+class UserExists(UserError):
+    pass
+
+
+class DomainError(SafeholdError):
+    status = 400
+
+
+class NotFound(DomainError):
+    status = 404
+
+
+class Conflict(DomainError):
+    status = 409
+
+
+class AlreadyExists(DomainError):
+    status = 405
+
+
+class PreconditionFailed(DomainError):
+    status = 412
+
+
+class Forbidden(DomainError):
+    status = 403
+
+
+class Locked(DomainError):
+    status = 423
+
+
+class TooLarge(DomainError):
+    status = 413

@@ -1,0 +1,1 @@
+"""HTTP: the ASGI app (composition root), authentication, health endpoints."""

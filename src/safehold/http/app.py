@@ -1,0 +1,232 @@
+"""The composition root: an ASGI app that wires settings, store, authentication
+and the DAV layer together, and maps every error to a clean response."""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+import anyio
+
+from safehold import __version__
+from safehold.config import Settings
+from safehold.core.model import Actor, Principal
+from safehold.dav import handler as dav_handler
+from safehold.dav import xml
+from safehold.dav.errors import DavError
+from safehold.dav.types import DavRequest, DavResponse
+from safehold.errors import DomainError
+from safehold.http.auth import Authenticator
+from safehold.http.davbackend import PREFIX, StoreDavBackend
+from safehold.store import blobs, engine as engine_mod
+from safehold.store.repo import Store
+
+log = logging.getLogger("safehold.http")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+_BODYLESS = {"GET", "HEAD", "OPTIONS", "DELETE", "UNLOCK"}
+
+
+@dataclass
+class _Reply:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes | Iterable[bytes] = b""
+
+
+def _text(status: int, message: str, headers: list[tuple[str, str]] | None = None) -> _Reply:
+    body = (message + "\n").encode()
+    return _Reply(status, [("Content-Type", "text/plain; charset=utf-8"),
+                           ("Content-Length", str(len(body)))] + (headers or []), body)
+
+
+def _dav_error(err: DavError) -> _Reply:
+    if err.status == 304:
+        return _Reply(304, err.headers, b"")
+    if err.condition:
+        body = xml.error_body(err.condition, err.namespace, hrefs=err.hrefs)
+        return _Reply(err.status, [("Content-Type", "application/xml; charset=utf-8"),
+                                   ("Content-Length", str(len(body)))] + err.headers, body)
+    return _text(err.status, err.message, err.headers)
+
+
+class App:
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self.auth = Authenticator(store, ttl=settings.auth_cache_seconds)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        request_id = uuid.uuid4().hex[:16]
+        started = time.monotonic()
+        try:
+            reply = await self._route(scope, receive, request_id)
+        except Exception:  # noqa: BLE001 - the one place every failure is caught
+            log.error("request %s %s %s failed:\n%s", request_id, scope.get("method"),
+                      scope.get("path"), traceback.format_exc())
+            reply = _text(500, f"internal error; request id {request_id}")
+        await self._send(send, reply, request_id)
+        log.info("%s %s %s -> %d in %.1f ms", request_id, scope.get("method"),
+                 scope.get("path"), reply.status, (time.monotonic() - started) * 1000)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _send(self, send: Send, reply: _Reply, request_id: str) -> None:
+        headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
+        headers.append((b"x-request-id", request_id.encode()))
+        headers.append((b"server", f"safehold/{__version__}".encode()))
+        if isinstance(reply.body, bytes):
+            if not any(k == b"content-length" for k, _ in headers):
+                headers.append((b"content-length", str(len(reply.body)).encode()))
+            await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+            await send({"type": "http.response.body", "body": reply.body})
+            return
+        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+        it: Iterator[bytes] = iter(reply.body)
+        while True:
+            chunk = await anyio.to_thread.run_sync(next, it, None)
+            if chunk is None:
+                break
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def _route(self, scope: Scope, receive: Receive, request_id: str) -> _Reply:
+        try:
+            path = unquote_to_bytes(scope.get("raw_path") or scope["path"].encode()).decode("utf-8")
+        except UnicodeDecodeError:
+            return _text(400, "the URL path is not valid UTF-8")
+        path = path.split("?", 1)[0]
+        method = scope["method"]
+        if path == "/healthz":
+            return _text(200, "ok")
+        if path == "/readyz":
+            try:
+                await anyio.to_thread.run_sync(self.store.writable)
+            except Exception as exc:  # noqa: BLE001 - readiness reports any failure
+                return _text(503, f"store not writable: {exc}")
+            return _text(200, "ready")
+        if path in ("/.well-known/caldav", "/.well-known/carddav"):
+            return _Reply(301, [("Location", PREFIX), ("Content-Length", "0")])
+        if path == "/":
+            return _text(200, f"safehold {__version__}: DAV at {PREFIX}")
+        if path == PREFIX.rstrip("/") or path.startswith(PREFIX):
+            return await self._dav(scope, receive, path, method, request_id)
+        return _text(404, "not found")
+
+    async def _dav(self, scope: Scope, receive: Receive, path: str, method: str,
+                   request_id: str) -> _Reply:
+        bad = _check_path(path)
+        if bad:
+            return _text(400, bad)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        client = (scope.get("client") or ("?", 0))[0]
+        principal = await self.auth.authenticate(headers.get("authorization"), client)
+        if principal is None:
+            return _text(401, "authentication required",
+                         [("WWW-Authenticate", 'Basic realm="safehold", charset="UTF-8"')])
+        if path == PREFIX.rstrip("/"):
+            path = PREFIX
+        actor = Actor(principal.id, headers.get("user-agent"), request_id)
+        backend = StoreDavBackend(self.store, principal, actor)
+        if not backend.allowed(path):
+            # The same answer whether or not the other user or resource exists.
+            return _text(404, "not found")
+        spool = None
+        try:
+            try:
+                spool = await self._read_body(receive, headers, method)
+            except DavError as err:
+                return _dav_error(err)
+            base = f"{scope.get('scheme', 'http')}://{headers.get('host', 'localhost')}"
+            req = DavRequest(method, path, headers, spool.finish() if spool else None, base,
+                             principal.name)
+            try:
+                resp: DavResponse = await anyio.to_thread.run_sync(dav_handler.handle, req, backend)
+            except DavError as err:
+                return _dav_error(err)
+            except DomainError as exc:
+                return _text(exc.status, str(exc))
+            return _Reply(resp.status, resp.headers, resp.body)
+        finally:
+            if spool is not None:
+                spool.discard()
+
+    async def _read_body(self, receive: Receive, headers: dict[str, str],
+                         method: str) -> blobs.Spool | None:
+        length = headers.get("content-length")
+        limit = self.settings.max_body_bytes if method == "PUT" else self.settings.max_xml_bytes
+        if length is not None:
+            if not length.isdigit():
+                raise DavError(400, "invalid Content-Length")
+            if int(length) > limit:
+                raise DavError(413, f"the request body is larger than the limit of {limit} bytes")
+        if method in _BODYLESS and length in (None, "0") and "transfer-encoding" not in headers:
+            return None
+        spool = blobs.Spool(self.settings.tmp_dir)
+        try:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise DavError(400, "the client went away")
+                chunk = message.get("body", b"")
+                if chunk:
+                    if spool.size + len(chunk) > limit:
+                        raise DavError(413, f"the request body is larger than the limit of {limit} bytes")
+                    await anyio.to_thread.run_sync(spool.write, chunk) if len(chunk) > 65536 else spool.write(chunk)
+                if not message.get("more_body", False):
+                    break
+        except BaseException:
+            spool.discard()
+            raise
+        return spool
+
+
+def _check_path(path: str) -> str | None:
+    if "\x00" in path:
+        return "the URL path contains a NUL byte"
+    segments = path.split("/")
+    if any(s in (".", "..") for s in segments):
+        return "the URL path contains . or .. segments"
+    if "//" in path:
+        return "the URL path contains an empty segment"
+    if any(len(s) > 255 for s in segments):
+        return "a URL path segment is longer than 255 bytes"
+    if any(ord(c) < 32 for c in path):
+        return "the URL path contains control characters"
+    return None
+
+
+def build(settings: Settings) -> App:
+    """Open (creating on first use) the store, run the self-test, return the app."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.tmp_dir.mkdir(parents=True, exist_ok=True)
+    engine = engine_mod.create(settings.db_url())
+    engine_mod.ensure_schema(engine)
+    facts = engine_mod.self_test(engine)
+    log.info("store self-test passed: %s", facts)
+    store = Store(engine, settings.tmp_dir)
+    store.lineage()
+    return App(settings, store)
+
+

@@ -1,0 +1,431 @@
+"""The versioned store: every mutation is one change-log row plus immutable version
+rows; ``resource`` holds the heads. SQL lives here and nowhere above."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine, Row
+
+from safehold.core.model import (
+    COLLECTION, ITEM, Actor, Body, Lock, Principal, Resource, dump_props, load_props, parent_of,
+)
+from safehold.errors import (
+    AlreadyExists, Conflict, NotFound, PreconditionFailed, StoreError, UnknownUser, UserExists,
+)
+from safehold.store import blobs, engine as engine_mod, sqlite_dbapi
+from safehold.store.schema import change, credential, lock, meta, principal, resource, version
+
+T = TypeVar("T")
+
+# Paths are the DAV path below /dav/, without slashes at either end, e.g.
+# "files/alice/docs/a.txt". Descendants of P are the paths in the half-open range
+# [P + "/", P + "0"): "/" is 0x2F and "0" is 0x30, so this is an index range scan.
+
+
+def _subtree(col: Any, path: str) -> Any:
+    return sa.or_(col == path, sa.and_(col >= path + "/", col < path + "0"))
+
+
+def _etag(seq: int, kind: str, blob_hash: str | None) -> str:
+    if kind == COLLECTION:
+        return f'"c-{seq}"'
+    return f'"{seq}-{(blob_hash or "")[:16]}"'
+
+
+def _resource(row: Row[Any]) -> Resource:
+    return Resource(
+        path=row.path, parent=row.parent, owner_id=row.owner_id, kind=row.kind,
+        version_id=row.version_id, blob_hash=row.blob_hash, size=row.size, etag=row.etag,
+        content_type=row.content_type, props=load_props(row.props), seq=row.seq,
+        created_at=row.created_at, modified_at=row.modified_at,
+    )
+
+
+class Store:
+    """One store per database. Thread-safe; writes are serialized by ``write_lock``
+    (SQLite has one writer anyway; the lock keeps waiting in Python, not in
+    SQLITE_BUSY retries)."""
+
+    def __init__(self, engine: Engine, tmp_dir: Path, clock: Callable[[], float] = time.time):
+        self.engine = engine
+        self.tmp_dir = tmp_dir
+        self.clock = clock
+        self.write_lock = threading.Lock()
+
+    # -- plumbing --------------------------------------------------------------
+
+    def _write(self, fn: Callable[[Connection], T]) -> T:
+        with self.write_lock:
+            try:
+                with self.engine.connect() as conn:
+                    dbapi = conn.connection.dbapi_connection
+                    if isinstance(dbapi, sqlite_dbapi.Connection):
+                        dbapi.immediate = True
+                    try:
+                        with conn.begin():
+                            return fn(conn)
+                    finally:
+                        if isinstance(dbapi, sqlite_dbapi.Connection):
+                            dbapi.immediate = False
+            except sa.exc.OperationalError as exc:
+                if isinstance(exc.orig, sqlite_dbapi.FsyncFailed):
+                    engine_mod.fatal_fsync(exc)
+                raise StoreError(f"database write failed: {exc.orig}") from exc
+
+    def _read(self, fn: Callable[[Connection], T]) -> T:
+        with self.engine.connect() as conn:
+            with conn.begin():
+                return fn(conn)
+
+    def _append_change(self, conn: Connection, op: str, owner_id: int | None, path: str,
+                       actor: Actor) -> int:
+        res = conn.execute(sa.insert(change).values(
+            at=self.clock(), op=op, owner_id=owner_id, path=path, actor_id=actor.principal_id,
+            user_agent=(actor.user_agent or "")[:512] or None, request_id=actor.request_id,
+        ))
+        seq = res.inserted_primary_key[0] if res.inserted_primary_key else None
+        assert seq is not None
+        return int(seq)
+
+    def _write_version(self, conn: Connection, seq: int, op: str, *, path: str, owner_id: int,
+                       kind: str, blob_hash: str | None, size: int, content_type: str | None,
+                       props: dict[str, str], created_at: float | None = None) -> Resource:
+        now = self.clock()
+        etag = _etag(seq, kind, blob_hash)
+        parent = parent_of(path)
+        res = conn.execute(sa.insert(version).values(
+            seq=seq, owner_id=owner_id, path=path, parent=parent, kind=kind, op=op,
+            deleted=False, blob_hash=blob_hash, size=size, etag=etag,
+            content_type=content_type, props=dump_props(props), created_at=now,
+        ))
+        vid = int(res.inserted_primary_key[0])  # type: ignore[index]
+        head = dict(path=path, parent=parent, owner_id=owner_id, kind=kind, version_id=vid,
+                    blob_hash=blob_hash, size=size, etag=etag, content_type=content_type,
+                    props=dump_props(props), seq=seq, modified_at=now)
+        updated = conn.execute(sa.update(resource).where(resource.c.path == path).values(**head))
+        if updated.rowcount == 0:
+            conn.execute(sa.insert(resource).values(created_at=created_at or now, **head))
+        return Resource(path=path, parent=parent, owner_id=owner_id, kind=kind, version_id=vid,
+                        blob_hash=blob_hash, size=size, etag=etag, content_type=content_type,
+                        props=props, seq=seq, created_at=created_at or now, modified_at=now)
+
+    def _tombstone_tree(self, conn: Connection, seq: int, op: str, path: str) -> int:
+        """Write a tombstone for ``path`` and everything below it; drop their heads."""
+        rows = conn.execute(sa.select(resource).where(_subtree(resource.c.path, path))).all()
+        now = self.clock()
+        if rows:
+            conn.execute(sa.insert(version), [dict(
+                seq=seq, owner_id=r.owner_id, path=r.path, parent=r.parent, kind=r.kind, op=op,
+                deleted=True, blob_hash=None, size=0, etag="", content_type=None,
+                props="{}", created_at=now) for r in rows])
+            conn.execute(sa.delete(resource).where(_subtree(resource.c.path, path)))
+            conn.execute(sa.delete(lock).where(_subtree(lock.c.path, path)))
+        return len(rows)
+
+    def _get(self, conn: Connection, path: str) -> Resource | None:
+        row = conn.execute(sa.select(resource).where(resource.c.path == path)).first()
+        return _resource(row) if row else None
+
+    def _need_parent(self, conn: Connection, path: str) -> None:
+        parent = self._get(conn, parent_of(path))
+        if parent is None or not parent.is_collection:
+            raise Conflict(f"the parent collection of {path!r} does not exist")
+
+    # -- reads -----------------------------------------------------------------
+
+    def get(self, path: str) -> Resource | None:
+        return self._read(lambda c: self._get(c, path))
+
+    def children(self, path: str) -> list[Resource]:
+        return self._read(lambda c: [_resource(r) for r in c.execute(
+            sa.select(resource).where(resource.c.parent == path).order_by(resource.c.path))])
+
+    def subtree(self, path: str) -> list[Resource]:
+        return self._read(lambda c: [_resource(r) for r in c.execute(
+            sa.select(resource).where(_subtree(resource.c.path, path)).order_by(resource.c.path))])
+
+    def read_body(self, res: Resource) -> Iterator[bytes]:
+        if res.blob_hash is None:
+            return iter(())
+        return blobs.read(self.engine, res.blob_hash)
+
+    def changes_for(self, path: str) -> list[dict[str, Any]]:
+        """Every version of ``path`` with its change-log row, oldest first."""
+        def q(c: Connection) -> list[dict[str, Any]]:
+            rows = c.execute(sa.select(version, change.c.op.label("change_op"), change.c.at,
+                                       change.c.user_agent, change.c.request_id,
+                                       change.c.actor_id)
+                             .join(change, change.c.seq == version.c.seq)
+                             .where(version.c.path == path).order_by(version.c.seq)).all()
+            return [dict(r._mapping) for r in rows]
+        return self._read(q)
+
+    def last_seq(self) -> int:
+        return self._read(lambda c: int(c.execute(sa.select(sa.func.max(change.c.seq))).scalar() or 0))
+
+    def change_count(self) -> int:
+        return self._read(lambda c: int(c.execute(sa.select(sa.func.count()).select_from(change)).scalar() or 0))
+
+    # -- writes ----------------------------------------------------------------
+
+    def put(self, path: str, owner_id: int, body: Body | bytes, content_type: str | None,
+            actor: Actor, *, if_match: str | None = None, if_none_match: bool = False,
+            check: Callable[[Resource | None], None] | None = None) -> tuple[Resource, bool]:
+        """Create or replace an item. ``if_match``/``if_none_match`` are evaluated inside
+        the write transaction so that two racing writers cannot both win."""
+        if isinstance(body, Body):
+            blobs.store(self.engine, body, self.write_lock)
+
+        def tx(conn: Connection) -> tuple[Resource, bool]:
+            existing = self._get(conn, path)
+            if check is not None:
+                check(existing)
+            if existing is not None and existing.is_collection:
+                raise AlreadyExists(f"{path!r} is a collection")
+            if if_none_match and existing is not None:
+                raise PreconditionFailed("If-None-Match: * but the resource exists")
+            if if_match is not None and (existing is None or
+                                         (if_match != "*" and if_match != existing.etag)):
+                raise PreconditionFailed("If-Match does not match the current ETag")
+            if existing is None:
+                self._need_parent(conn, path)
+            if isinstance(body, Body):
+                blob_hash, size = body.sha256, body.size
+            else:
+                blob_hash, size = blobs.store_bytes_in(conn, body), len(body)
+            seq = self._append_change(conn, "put", owner_id, path, actor)
+            res = self._write_version(
+                conn, seq, "put", path=path, owner_id=owner_id, kind=ITEM, blob_hash=blob_hash,
+                size=size, content_type=content_type,
+                props=existing.props if existing else {},
+                created_at=existing.created_at if existing else None)
+            return res, existing is None
+        return self._write(tx)
+
+    def delete(self, path: str, actor: Actor, *, if_match: str | None = None,
+               check: Callable[[Resource], None] | None = None) -> int:
+        def tx(conn: Connection) -> int:
+            existing = self._get(conn, path)
+            if existing is None:
+                raise NotFound(path)
+            if if_match is not None and if_match != "*" and if_match != existing.etag:
+                raise PreconditionFailed("If-Match does not match the current ETag")
+            if check is not None:
+                check(existing)
+            seq = self._append_change(conn, "delete", existing.owner_id, path, actor)
+            return self._tombstone_tree(conn, seq, "delete", path)
+        return self._write(tx)
+
+    def mkcol(self, path: str, owner_id: int, actor: Actor, props: dict[str, str] | None = None,
+              *, root: bool = False) -> Resource:
+        def tx(conn: Connection) -> Resource:
+            if self._get(conn, path) is not None:
+                raise AlreadyExists(f"{path!r} already exists")
+            if not root:
+                self._need_parent(conn, path)
+            seq = self._append_change(conn, "mkcol", owner_id, path, actor)
+            return self._write_version(conn, seq, "mkcol", path=path, owner_id=owner_id,
+                                       kind=COLLECTION, blob_hash=None, size=0,
+                                       content_type=None, props=props or {})
+        return self._write(tx)
+
+    def proppatch(self, path: str, set_props: dict[str, str], remove: list[str],
+                  actor: Actor) -> Resource:
+        def tx(conn: Connection) -> Resource:
+            existing = self._get(conn, path)
+            if existing is None:
+                raise NotFound(path)
+            props = dict(existing.props)
+            for name in remove:
+                props.pop(name, None)
+            props.update(set_props)
+            seq = self._append_change(conn, "proppatch", existing.owner_id, path, actor)
+            return self._write_version(
+                conn, seq, "proppatch", path=path, owner_id=existing.owner_id,
+                kind=existing.kind, blob_hash=existing.blob_hash, size=existing.size,
+                content_type=existing.content_type, props=props,
+                created_at=existing.created_at)
+        return self._write(tx)
+
+    def copy_or_move(self, op: str, src: str, dst: str, actor: Actor, *, deep: bool = True,
+                     overwrite: bool = True,
+                     check: Callable[[Resource, Resource | None], None] | None = None) -> bool:
+        """COPY or MOVE ``src`` to ``dst`` in one change. Returns True if ``dst`` was
+        created (False if it replaced something)."""
+        assert op in ("copy", "move")
+
+        def tx(conn: Connection) -> bool:
+            source = self._get(conn, src)
+            if source is None:
+                raise NotFound(src)
+            target = self._get(conn, dst)
+            if check is not None:
+                check(source, target)
+            if target is not None and not overwrite:
+                raise PreconditionFailed(f"{dst!r} exists and Overwrite is F")
+            if dst == src or dst.startswith(src + "/") and source.is_collection:
+                raise Forbidden_(f"cannot {op} {src!r} into itself")
+            self._need_parent(conn, dst)
+            seq = self._append_change(conn, op, source.owner_id, src, actor)
+            if target is not None:
+                self._tombstone_tree(conn, seq, op, dst)
+            rows = [source] if not (deep and source.is_collection) else [
+                _resource(r) for r in conn.execute(
+                    sa.select(resource).where(_subtree(resource.c.path, src))
+                    .order_by(resource.c.path))]
+            for r in rows:
+                new_path = dst + r.path[len(src):]
+                self._write_version(conn, seq, op, path=new_path, owner_id=source.owner_id,
+                                    kind=r.kind, blob_hash=r.blob_hash, size=r.size,
+                                    content_type=r.content_type, props=r.props,
+                                    created_at=r.created_at if op == "move" else None)
+            if op == "move":
+                self._tombstone_tree(conn, seq, "move", src)
+            return target is None
+        return self._write(tx)
+
+    # -- locks (RFC 4918 §6, §9.10): not user data, so not versioned ------------
+
+    def locks_for(self, path: str, *, ancestors: bool = True, descendants: bool = False) -> list[Lock]:
+        now = self.clock()
+        conds = [lock.c.path == path]
+        if ancestors:
+            parts = path.split("/")
+            anc = ["/".join(parts[:i]) for i in range(1, len(parts))]
+            if anc:
+                conds.append(sa.and_(lock.c.path.in_(anc), lock.c.depth == "infinity"))
+        if descendants:
+            conds.append(sa.and_(lock.c.path >= path + "/", lock.c.path < path + "0"))
+
+        def q(c: Connection) -> list[Lock]:
+            rows = c.execute(sa.select(lock).where(sa.or_(*conds)).where(lock.c.expires_at > now)).all()
+            return [Lock(token=r.token, path=r.path, depth=r.depth, scope=r.scope,
+                         owner_xml=r.owner_xml, principal_id=r.principal_id, timeout=r.timeout,
+                         expires_at=r.expires_at) for r in rows]
+        return self._read(q)
+
+    def add_lock(self, path: str, depth: str, scope: str, owner_xml: str | None,
+                 principal_id: int, timeout: int,
+                 check: Callable[[], None] | None = None) -> Lock:
+        token = f"urn:uuid:{uuid.uuid4()}"
+        expires = self.clock() + timeout
+
+        def tx(conn: Connection) -> Lock:
+            if check is not None:
+                check()
+            conn.execute(sa.delete(lock).where(lock.c.expires_at <= self.clock()))
+            conn.execute(sa.insert(lock).values(token=token, path=path, depth=depth, scope=scope,
+                                                owner_xml=owner_xml, principal_id=principal_id,
+                                                timeout=timeout, expires_at=expires))
+            return Lock(token, path, depth, scope, owner_xml, principal_id, timeout, expires)
+        return self._write(tx)
+
+    def refresh_lock(self, token: str, timeout: int) -> Lock | None:
+        def tx(conn: Connection) -> Lock | None:
+            row = conn.execute(sa.select(lock).where(lock.c.token == token)
+                               .where(lock.c.expires_at > self.clock())).first()
+            if row is None:
+                return None
+            expires = self.clock() + timeout
+            conn.execute(sa.update(lock).where(lock.c.token == token)
+                         .values(timeout=timeout, expires_at=expires))
+            return Lock(row.token, row.path, row.depth, row.scope, row.owner_xml,
+                        row.principal_id, timeout, expires)
+        return self._write(tx)
+
+    def remove_lock(self, token: str) -> bool:
+        return self._write(lambda c: c.execute(sa.delete(lock).where(lock.c.token == token)).rowcount > 0)
+
+    # -- principals -------------------------------------------------------------
+
+    def add_principal(self, name: str, secret_hash: str, actor: Actor,
+                      homes: tuple[str, ...]) -> Principal:
+        def tx(conn: Connection) -> Principal:
+            if conn.execute(sa.select(principal.c.id).where(principal.c.name == name)).first():
+                raise UserExists(f"user {name!r} already exists")
+            now = self.clock()
+            pid = int(conn.execute(sa.insert(principal).values(
+                name=name, disabled=False, created_at=now)).inserted_primary_key[0])  # type: ignore[index]
+            conn.execute(sa.insert(credential).values(principal_id=pid, kind="password",
+                                                      secret_hash=secret_hash, created_at=now))
+            for home in homes:
+                path = f"{home}/{name}"
+                if self._get(conn, path) is None:
+                    seq = self._append_change(conn, "mkcol", pid, path, actor)
+                    self._write_version(conn, seq, "mkcol", path=path, owner_id=pid,
+                                        kind=COLLECTION, blob_hash=None, size=0,
+                                        content_type=None, props={})
+            return Principal(pid, name, False, now)
+        return self._write(tx)
+
+    def principal(self, name: str) -> Principal | None:
+        row = self._read(lambda c: c.execute(sa.select(principal).where(principal.c.name == name)).first())
+        return Principal(row.id, row.name, bool(row.disabled), row.created_at) if row else None
+
+    def principals(self) -> list[Principal]:
+        rows = self._read(lambda c: c.execute(sa.select(principal).order_by(principal.c.name)).all())
+        return [Principal(r.id, r.name, bool(r.disabled), r.created_at) for r in rows]
+
+    def password_hash(self, principal_id: int) -> str | None:
+        return self._read(lambda c: c.execute(
+            sa.select(credential.c.secret_hash)
+            .where(credential.c.principal_id == principal_id)
+            .where(credential.c.kind == "password").where(credential.c.revoked_at.is_(None))
+            .order_by(credential.c.id.desc())).scalar())
+
+    def set_password(self, name: str, secret_hash: str) -> None:
+        def tx(conn: Connection) -> None:
+            pid = conn.execute(sa.select(principal.c.id).where(principal.c.name == name)).scalar()
+            if pid is None:
+                raise UnknownUser(f"no user named {name!r}")
+            now = self.clock()
+            conn.execute(sa.update(credential).where(credential.c.principal_id == pid)
+                         .where(credential.c.kind == "password")
+                         .where(credential.c.revoked_at.is_(None)).values(revoked_at=now))
+            conn.execute(sa.insert(credential).values(principal_id=pid, kind="password",
+                                                      secret_hash=secret_hash, created_at=now))
+        self._write(tx)
+
+    def set_disabled(self, name: str, disabled: bool) -> None:
+        def tx(conn: Connection) -> None:
+            n = conn.execute(sa.update(principal).where(principal.c.name == name)
+                             .values(disabled=disabled)).rowcount
+            if n == 0:
+                raise UnknownUser(f"no user named {name!r}")
+        self._write(tx)
+
+    # -- meta ---------------------------------------------------------------------
+
+    def lineage(self) -> str:
+        def tx(conn: Connection) -> str:
+            value = conn.execute(sa.select(meta.c.value).where(meta.c.key == "lineage")).scalar()
+            if value is None:
+                value = secrets.token_hex(8)
+                conn.execute(sa.insert(meta).values(key="lineage", value=value))
+            return str(value)
+        return self._write(tx)
+
+    def writable(self) -> bool:
+        """Take the write lock and roll back: the store is open and writable."""
+        with self.write_lock:
+            with self.engine.connect() as conn:
+                dbapi = conn.connection.dbapi_connection
+                if isinstance(dbapi, sqlite_dbapi.Connection):
+                    dbapi.apsw.execute("BEGIN IMMEDIATE")
+                    dbapi.apsw.execute("ROLLBACK")
+                else:
+                    conn.exec_driver_sql("SELECT 1")
+        return True
+
+
+class Forbidden_(PreconditionFailed):
+    """Copy/move into itself (RFC 4918 §9.8.5: 403)."""
+    status = 403

@@ -1,0 +1,126 @@
+"""The schema, as SQLAlchemy Core tables. Alembic migrations create it; this module
+is what queries are written against. Rows of ``change`` and ``version`` are only
+ever inserted (DESIGN promise 2); ``resource`` is a rebuildable cache of heads."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+meta = sa.Table(
+    "meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+principal = sa.Table(
+    "principal",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(64), nullable=False, unique=True),
+    sa.Column("disabled", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+credential = sa.Table(
+    "credential",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("principal_id", sa.Integer, sa.ForeignKey("principal.id"), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("secret_hash", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("revoked_at", sa.Float, nullable=True),
+    sa.Index("ix_credential_principal", "principal_id"),
+)
+
+# The change log: one row per mutation, totally ordered by seq (DESIGN "spine").
+change = sa.Table(
+    "change",
+    metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("op", sa.String(16), nullable=False),
+    sa.Column("owner_id", sa.Integer, nullable=True),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("actor_id", sa.Integer, nullable=True),
+    sa.Column("user_agent", sa.Text, nullable=True),
+    sa.Column("request_id", sa.String(64), nullable=True),
+    sqlite_autoincrement=True,
+)
+
+version = sa.Table(
+    "version",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("seq", sa.BigInteger, sa.ForeignKey("change.seq"), nullable=False),
+    sa.Column("owner_id", sa.Integer, nullable=False),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("parent", sa.Text, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("op", sa.String(16), nullable=False),
+    sa.Column("deleted", sa.Boolean, nullable=False),
+    sa.Column("blob_hash", sa.String(64), nullable=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("etag", sa.String(80), nullable=False),
+    sa.Column("content_type", sa.Text, nullable=True),
+    sa.Column("props", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Index("ix_version_path_seq", "path", "seq"),
+    sa.Index("ix_version_parent_seq", "parent", "seq"),
+    sa.Index("ix_version_seq", "seq"),
+)
+
+resource = sa.Table(
+    "resource",
+    metadata,
+    sa.Column("path", sa.Text, primary_key=True),
+    sa.Column("parent", sa.Text, nullable=False),
+    sa.Column("owner_id", sa.Integer, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("version_id", sa.BigInteger, nullable=False),
+    sa.Column("blob_hash", sa.String(64), nullable=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("etag", sa.String(80), nullable=False),
+    sa.Column("content_type", sa.Text, nullable=True),
+    sa.Column("props", sa.Text, nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("modified_at", sa.Float, nullable=False),
+    sa.Index("ix_resource_parent", "parent"),
+)
+
+blob = sa.Table(
+    "blob",
+    metadata,
+    sa.Column("hash", sa.String(64), primary_key=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("chunks", sa.Integer, nullable=False),
+    sa.Column("codec", sa.String(16), nullable=False),
+)
+
+blob_chunk = sa.Table(
+    "blob_chunk",
+    metadata,
+    sa.Column("hash", sa.String(64), primary_key=True),
+    sa.Column("idx", sa.Integer, primary_key=True),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+)
+
+lock = sa.Table(
+    "dav_lock",
+    metadata,
+    sa.Column("token", sa.String(80), primary_key=True),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("depth", sa.String(16), nullable=False),
+    sa.Column("scope", sa.String(16), nullable=False),
+    sa.Column("owner_xml", sa.Text, nullable=True),
+    sa.Column("principal_id", sa.Integer, nullable=False),
+    sa.Column("timeout", sa.Integer, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Index("ix_lock_path", "path"),
+)

@@ -1,0 +1,243 @@
+"""A DB-API 2.0 face for APSW, so that SQLAlchemy and Alembic can drive it.
+
+Why APSW: Python's built-in ``sqlite3`` here links SQLite 3.40.1, which has the
+WAL-reset bug (3.7.0 to 3.51.2: a checkpoint racing another connection can lose
+committed data). APSW wheels bundle a fixed SQLite (>= 3.51.3), so the server may
+use WAL with several connections and the CLI may open the database while the server
+runs. ``store.engine.self_test`` refuses to start on an affected library.
+
+Transactions follow the classic ``sqlite3`` module: the first statement after a
+commit opens a transaction implicitly; ``commit``/``rollback`` end it. A connection
+flagged ``immediate`` opens with ``BEGIN IMMEDIATE`` so that a writer takes the write
+lock up front and never fails half-way with SQLITE_BUSY_SNAPSHOT.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import apsw
+
+paramstyle = "qmark"
+threadsafety = 1
+apilevel = "2.0"
+
+sqlite_version = apsw.sqlite_lib_version()
+sqlite_version_info = tuple(int(p) for p in sqlite_version.split("."))
+version = apsw.apsw_version()
+version_info = sqlite_version_info
+
+
+class Warning(Exception):  # noqa: A001 - DB-API name
+    pass
+
+
+class Error(Exception):
+    pass
+
+
+class InterfaceError(Error):
+    pass
+
+
+class DatabaseError(Error):
+    pass
+
+
+class DataError(DatabaseError):
+    pass
+
+
+class OperationalError(DatabaseError):
+    pass
+
+
+class IntegrityError(DatabaseError):
+    pass
+
+
+class InternalError(DatabaseError):
+    pass
+
+
+class ProgrammingError(DatabaseError):
+    pass
+
+
+class NotSupportedError(DatabaseError):
+    pass
+
+
+class FsyncFailed(OperationalError):
+    """SQLite reported that an fsync failed: the process must stop (see engine)."""
+
+
+def _translate(exc: apsw.Error) -> DatabaseError:
+    if isinstance(exc, apsw.ConstraintError):
+        return IntegrityError(str(exc))
+    if isinstance(exc, apsw.IOError) and "fsync" in str(exc).lower():
+        return FsyncFailed(str(exc))
+    if isinstance(exc, apsw.SQLError):
+        return OperationalError(str(exc))
+    if isinstance(exc, (apsw.BusyError, apsw.LockedError, apsw.IOError, apsw.FullError,
+                        apsw.CantOpenError, apsw.ReadOnlyError)):
+        return OperationalError(str(exc))
+    if isinstance(exc, (apsw.CorruptError, apsw.NotADBError)):
+        return DatabaseError(str(exc))
+    return DatabaseError(str(exc))
+
+
+_NO_TX = re.compile(r"^\s*(BEGIN|COMMIT|END|ROLLBACK|PRAGMA|SAVEPOINT|RELEASE|VACUUM)\b", re.I)
+
+Binary = bytes
+
+
+class Cursor:
+    arraysize = 1
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._cur = conn._db.cursor()
+        self._desc: tuple[tuple[str, str | None], ...] = ()
+        self._cur.exec_trace = self._trace
+        self._rows: Iterator[Any] | None = None
+        self.description: list[tuple[Any, ...]] | None = None
+        self.rowcount = -1
+        self.lastrowid: int | None = None
+
+    def _trace(self, cur: apsw.Cursor, sql: str, bindings: Any) -> bool:
+        # The statement is prepared but not yet stepped: the only moment APSW
+        # reports columns of a query that returns no rows.
+        self._desc = cur.get_description()
+        return True
+
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Cursor:
+        self._conn._maybe_begin(sql)
+        self._desc = ()
+        try:
+            it = self._cur.execute(sql, params)
+            desc = self._desc
+        except apsw.Error as exc:
+            raise _translate(exc) from exc
+        if desc:
+            self.description = [(d[0], None, None, None, None, None, None) for d in desc]
+            self._rows = iter(it)
+            self.rowcount = -1
+        else:
+            self.description = None
+            self._rows = None
+            self.rowcount = self._conn._db.changes()
+        self.lastrowid = self._conn._db.last_insert_rowid()
+        return self
+
+    def executemany(self, sql: str, seq: Sequence[Sequence[Any] | dict[str, Any]]) -> Cursor:
+        self._conn._maybe_begin(sql)
+        total = 0
+        try:
+            for params in seq:
+                self._cur.execute(sql, params)
+                total += self._conn._db.changes()
+        except apsw.Error as exc:
+            raise _translate(exc) from exc
+        self.description = None
+        self._rows = None
+        self.rowcount = total
+        return self
+
+    def fetchone(self) -> Any:
+        if self._rows is None:
+            return None
+        try:
+            return next(self._rows)
+        except StopIteration:
+            return None
+        except apsw.Error as exc:
+            raise _translate(exc) from exc
+
+    def fetchmany(self, size: int | None = None) -> list[Any]:
+        out = []
+        for _ in range(size or self.arraysize):
+            row = self.fetchone()
+            if row is None:
+                break
+            out.append(row)
+        return out
+
+    def fetchall(self) -> list[Any]:
+        if self._rows is None:
+            return []
+        try:
+            return list(self._rows)
+        except apsw.Error as exc:
+            raise _translate(exc) from exc
+
+    def close(self) -> None:
+        self._rows = None
+        self._cur.close(True)
+
+    def setinputsizes(self, *a: Any) -> None:
+        pass
+
+    def setoutputsize(self, *a: Any) -> None:
+        pass
+
+
+class Connection:
+    def __init__(self, db: apsw.Connection) -> None:
+        self._db = db
+        self.isolation_level: str | None = ""
+        self.immediate = False
+
+    @property
+    def in_transaction(self) -> bool:
+        return not self._db.getautocommit()
+
+    def _maybe_begin(self, sql: str) -> None:
+        if self.isolation_level is None or not self._db.getautocommit():
+            return
+        if _NO_TX.match(sql):
+            return
+        try:
+            self._db.execute("BEGIN IMMEDIATE" if self.immediate else "BEGIN")
+        except apsw.Error as exc:
+            raise _translate(exc) from exc
+
+    def cursor(self) -> Cursor:
+        return Cursor(self)
+
+    def commit(self) -> None:
+        if not self._db.getautocommit():
+            try:
+                self._db.execute("COMMIT")
+            except apsw.Error as exc:
+                raise _translate(exc) from exc
+
+    def rollback(self) -> None:
+        if not self._db.getautocommit():
+            try:
+                self._db.execute("ROLLBACK")
+            except apsw.Error as exc:
+                raise _translate(exc) from exc
+
+    def close(self) -> None:
+        self._db.close(True)
+
+    def create_function(self, name: str, nargs: int, fn: Any, deterministic: bool = False) -> None:
+        flags = apsw.SQLITE_DETERMINISTIC if deterministic else 0
+        self._db.create_scalar_function(name, fn, nargs, flags=flags)
+
+    @property
+    def apsw(self) -> apsw.Connection:
+        return self._db
+
+
+def connect(database: str, timeout: float = 30.0, **_: Any) -> Connection:
+    flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE | apsw.SQLITE_OPEN_URI
+    try:
+        db = apsw.Connection(database, flags=flags)
+        db.set_busy_timeout(int(timeout * 1000))
+    except apsw.Error as exc:
+        raise _translate(exc) from exc
+    return Connection(db)
