@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import click
 
@@ -73,7 +73,7 @@ def list_(as_json: bool, settings: Settings) -> None:
                                 "created_at": p.created_at} for p in rows]))
         return
     for p in rows:
-        created = datetime.fromtimestamp(p.created_at, timezone.utc).strftime("%Y-%m-%d %H:%M")
+        created = datetime.fromtimestamp(p.created_at, UTC).strftime("%Y-%m-%d %H:%M")
         click.echo(f"{p.name}\t{'disabled' if p.disabled else 'active'}\tcreated {created} UTC")
 
 

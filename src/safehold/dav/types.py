@@ -8,9 +8,12 @@ from typing import Protocol
 
 
 class SpooledBody(Protocol):
-    path: str
-    size: int
-    sha256: str
+    @property
+    def path(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def sha256(self) -> str: ...
 
 
 @dataclass

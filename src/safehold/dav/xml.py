@@ -45,7 +45,7 @@ def parse_fragment(text: str) -> etree._Element:
     return etree.fromstring(text.encode("utf-8"), _PARSER)
 
 
-def element(name: str, text: str | None = None, nsmap: dict[str | None, str] | None = None) -> etree._Element:
+def element(name: str, text: str | None = None, nsmap: dict[str, str] | None = None) -> etree._Element:
     el = etree.Element(name, nsmap=nsmap)
     if text is not None:
         el.text = text

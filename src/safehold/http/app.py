@@ -16,7 +16,7 @@ import anyio
 
 from safehold import __version__
 from safehold.config import Settings
-from safehold.core.model import Actor, Principal
+from safehold.core.model import Actor
 from safehold.dav import handler as dav_handler
 from safehold.dav import xml
 from safehold.dav.errors import DavError
@@ -24,7 +24,8 @@ from safehold.dav.types import DavRequest, DavResponse
 from safehold.errors import DomainError
 from safehold.http.auth import Authenticator
 from safehold.http.davbackend import PREFIX, StoreDavBackend
-from safehold.store import blobs, engine as engine_mod
+from safehold.store import blobs
+from safehold.store import engine as engine_mod
 from safehold.store.repo import Store
 
 log = logging.getLogger("safehold.http")

@@ -123,7 +123,7 @@ def self_test(engine: Engine) -> dict[str, str]:
         facts.update(journal_mode=str(mode), synchronous=str(sync), quick_check=str(check))
         if str(mode).lower() != "wal":
             raise SelfTestFailed(f"journal_mode is {mode}, expected wal")
-        if int(sync) < 2:
+        if int(str(sync)) < 2:
             raise SelfTestFailed(f"synchronous is {sync}, expected FULL (2) or stronger")
         if check != "ok":
             raise SelfTestFailed(f"the database failed its integrity check: {check}")

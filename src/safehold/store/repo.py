@@ -15,12 +15,28 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, Row
 
 from safehold.core.model import (
-    COLLECTION, ITEM, Actor, Body, Lock, Principal, Resource, dump_props, load_props, parent_of,
+    COLLECTION,
+    ITEM,
+    Actor,
+    Body,
+    Lock,
+    Principal,
+    Resource,
+    dump_props,
+    load_props,
+    parent_of,
 )
 from safehold.errors import (
-    AlreadyExists, Conflict, NotFound, PreconditionFailed, StoreError, UnknownUser, UserExists,
+    AlreadyExists,
+    Conflict,
+    NotFound,
+    PreconditionFailed,
+    StoreError,
+    UnknownUser,
+    UserExists,
 )
-from safehold.store import blobs, engine as engine_mod, sqlite_dbapi
+from safehold.store import blobs, sqlite_dbapi
+from safehold.store import engine as engine_mod
 from safehold.store.schema import change, credential, lock, meta, principal, resource, version
 
 T = TypeVar("T")

@@ -1,0 +1,3 @@
+from safehold.cli.main import main
+
+main()

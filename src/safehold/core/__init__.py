@@ -1,0 +1,1 @@
+"""Domain: principals, resources, versions; no SQL, no HTTP."""

@@ -1,0 +1,1 @@
+"""The versioned store on SQLAlchemy Core (SQLite via APSW, PostgreSQL via psycopg)."""

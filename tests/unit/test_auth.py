@@ -1,0 +1,76 @@
+"""The credential cache: one argon2 verification, then constant-time digest checks."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import anyio
+
+from safehold.core import users
+from safehold.core.model import Actor
+from safehold.http.auth import Authenticator
+from safehold.store import engine as engine_mod
+from safehold.store.repo import Store
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _basic(user: str, pw: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{pw}".encode()).decode()
+
+
+def _store(tmp_path: Path) -> Store:
+    engine = engine_mod.create(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    engine_mod.ensure_schema(engine)
+    store = Store(engine, tmp_path / "tmp")
+    users.add_user(store, "alice", "password-1", Actor(None))
+    return store
+
+
+def test_cache_avoids_rehashing(tmp_path: Path, monkeypatch: object) -> None:
+    store = _store(tmp_path)
+    clock = Clock()
+    auth = Authenticator(store, ttl=60, clock=clock)
+    calls = []
+    real = users.verify_password
+
+    def counting(h: str, p: str) -> bool:
+        calls.append(p)
+        return real(h, p)
+
+    import safehold.http.auth as mod
+    mod.verify_password = counting  # type: ignore[assignment]
+    try:
+        async def run() -> None:
+            for _ in range(5):
+                assert await auth.authenticate(_basic("alice", "password-1"), "c") is not None
+            assert len(calls) == 1
+            clock.now += 61
+            assert await auth.authenticate(_basic("alice", "password-1"), "c") is not None
+            assert len(calls) == 2
+            assert await auth.authenticate(_basic("alice", "wrong-pass"), "c") is None
+            assert await auth.authenticate(_basic("nobody", "password-1"), "c") is None
+            assert await auth.authenticate("Basic !!!", "c") is None
+            assert await auth.authenticate(None, "c") is None
+        anyio.run(run)
+    finally:
+        mod.verify_password = real  # type: ignore[assignment]
+    store.engine.dispose()
+
+
+def test_disabled_user_cannot_log_in(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    store.set_disabled("alice", True)
+    auth = Authenticator(store, ttl=60)
+
+    async def run() -> None:
+        assert await auth.authenticate(_basic("alice", "password-1"), "c2") is None
+    anyio.run(run)
+    store.engine.dispose()

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from safehold.dav import xml
+from safehold.dav.errors import DavError
+
+LAUGHS = b"""<?xml version="1.0"?>
+<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]>
+<D:propfind xmlns:D="DAV:"><D:prop>&lol3;</D:prop></D:propfind>"""
+
+XXE = b"""<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>
+<D:propfind xmlns:D="DAV:"><D:prop>&e;</D:prop></D:propfind>"""
+
+
+@pytest.mark.parametrize("body", [LAUGHS, XXE, b"<a>", b"not xml", b"<a xmlns:x='' ><x:b/></a>"])
+def test_hostile_or_broken_bodies_are_400(body: bytes) -> None:
+    t = time.monotonic()
+    with pytest.raises(DavError) as info:
+        xml.parse(body)
+    assert info.value.status == 400
+    assert time.monotonic() - t < 1
+
+
+def test_good_body() -> None:
+    root = xml.parse(b'<D:propfind xmlns:D="DAV:"><D:allprop/></D:propfind>')
+    assert root.tag == xml.dav("propfind")
