@@ -3,9 +3,6 @@ are the bytes written (promise 3)."""
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
-
 import httpx
 
 from tests.support.server import Server
@@ -13,23 +10,13 @@ from tests.support.server import Server
 BASE = "/dav/files/alice"
 
 
-def _changes(data_dir: Path) -> list[tuple[int, str, str]]:
-    # Read-only peek with the stdlib driver: the test only reads, never writes, so
-    # the WAL-reset bug (which needs a writer or checkpointer here) cannot bite.
-    db = sqlite3.connect(f"file:{data_dir / 'safehold.db'}?mode=ro", uri=True)
-    try:
-        return list(db.execute("SELECT seq, op, path FROM change ORDER BY seq"))
-    finally:
-        db.close()
-
-
 def _one_change(server: Server, before: int, op: str, path: str) -> None:
-    rows = [r for r in _changes(server.data_dir) if r[0] > before]
+    rows = [r for r in server.changes() if r[0] > before]
     assert [(r[1], r[2]) for r in rows] == [(op, path)], rows
 
 
 def _last(server: Server) -> int:
-    rows = _changes(server.data_dir)
+    rows = server.changes()
     return rows[-1][0] if rows else 0
 
 

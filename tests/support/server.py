@@ -33,8 +33,9 @@ def cli(data_dir: Path, *args: str, stdin: str | None = None,
     return proc
 
 
-def add_user(data_dir: Path, name: str, password: str = PASSWORD) -> None:
-    cli(data_dir, "user", "add", name, "--password-stdin", stdin=password + "\n")
+def add_user(data_dir: Path, name: str, password: str = PASSWORD,
+             env: dict[str, str] | None = None) -> None:
+    cli(data_dir, "user", "add", name, "--password-stdin", stdin=password + "\n", env=env)
 
 
 class Server:
@@ -91,6 +92,23 @@ class Server:
 
     def client(self, user: str = "alice", password: str = PASSWORD, **kw: object) -> httpx.Client:
         return httpx.Client(base_url=self.url, auth=(user, password), timeout=60.0, **kw)  # type: ignore[arg-type]
+
+    @property
+    def database_url(self) -> str:
+        return self.env.get("SAFEHOLD_DATABASE_URL") or f"sqlite:///{self.data_dir / 'safehold.db'}"
+
+    def changes(self) -> list[tuple[int, str, str]]:
+        """The change log (seq, op, path), read through safehold's own engine."""
+        import sqlalchemy as sa
+
+        from safehold.store import engine as engine_mod
+        engine = engine_mod.create(self.database_url)
+        try:
+            with engine.connect() as conn:
+                rows = conn.execute(sa.text("SELECT seq, op, path FROM change ORDER BY seq")).all()
+            return [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
+        finally:
+            engine.dispose()
 
     def rss_kb(self) -> int:
         assert self.proc is not None

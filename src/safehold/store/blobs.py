@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -56,7 +56,7 @@ def exists(conn: Connection, sha256: str) -> bool:
     return conn.execute(sa.select(blob.c.hash).where(blob.c.hash == sha256)).first() is not None
 
 
-def store(engine: Engine, body: Body, write_lock: object) -> None:
+def store(engine: Engine, body: Body, write: Callable[[Callable[[Connection], None]], None]) -> None:
     """Store ``body`` unless its hash is already known. Chunks are written in small
     transactions before the version that references them; a crash in between leaves
     an unreferenced blob, which is harmless (the ``blob`` row is written last, so a
@@ -80,15 +80,19 @@ def store(engine: Engine, body: Body, write_lock: object) -> None:
                 if len(data) < CHUNK:
                     done = True
                     break
-            with write_lock:  # type: ignore[attr-defined]
-                with engine.begin() as conn:
-                    conn.execute(sa.delete(blob_chunk).where(
-                        (blob_chunk.c.hash == body.sha256) & (blob_chunk.c.idx >= rows[0]["idx"])
-                        & (blob_chunk.c.idx <= rows[-1]["idx"])))
-                    conn.execute(sa.insert(blob_chunk), rows)
-                    if done:
-                        conn.execute(sa.insert(blob).values(
-                            hash=body.sha256, size=body.size, chunks=idx, codec=CODEC))
+            def tx(conn: Connection, rows: list[dict[str, object]] = rows, done: bool = done,
+                   count: int = idx) -> None:
+                if exists(conn, body.sha256):
+                    return  # another writer finished the same body meanwhile
+                # A crashed earlier attempt may have left some of these chunks.
+                conn.execute(sa.delete(blob_chunk).where(
+                    (blob_chunk.c.hash == body.sha256) & (blob_chunk.c.idx >= rows[0]["idx"])
+                    & (blob_chunk.c.idx <= rows[-1]["idx"])))
+                conn.execute(sa.insert(blob_chunk), rows)
+                if done:
+                    conn.execute(sa.insert(blob).values(
+                        hash=body.sha256, size=body.size, chunks=count, codec=CODEC))
+            write(tx)
 
 
 def store_bytes_in(conn: Connection, data: bytes) -> str:

@@ -40,6 +40,7 @@ from safehold.store import engine as engine_mod
 from safehold.store.schema import change, credential, lock, meta, principal, resource, version
 
 T = TypeVar("T")
+WRITE_LOCK_KEY = 0x5AFE0001  # PostgreSQL advisory lock serializing writers
 
 # Paths are the DAV path below /dav/, without slashes at either end, e.g.
 # "files/alice/docs/a.txt". Descendants of P are the paths in the half-open range
@@ -79,6 +80,10 @@ class Store:
     # -- plumbing --------------------------------------------------------------
 
     def _write(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn`` in a write transaction. SQLite: BEGIN IMMEDIATE. PostgreSQL: a
+        transaction-scoped advisory lock, so that writers in every process are
+        serialized and commit in ``seq`` order (a sync token never skips a change
+        that commits later with a lower seq)."""
         with self.write_lock:
             try:
                 with self.engine.connect() as conn:
@@ -87,6 +92,9 @@ class Store:
                         dbapi.immediate = True
                     try:
                         with conn.begin():
+                            if not isinstance(dbapi, sqlite_dbapi.Connection):
+                                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"),
+                                             {"k": WRITE_LOCK_KEY})
                             return fn(conn)
                     finally:
                         if isinstance(dbapi, sqlite_dbapi.Connection):
@@ -198,7 +206,7 @@ class Store:
         """Create or replace an item. ``if_match``/``if_none_match`` are evaluated inside
         the write transaction so that two racing writers cannot both win."""
         if isinstance(body, Body):
-            blobs.store(self.engine, body, self.write_lock)
+            blobs.store(self.engine, body, self._write)
 
         def tx(conn: Connection) -> tuple[Resource, bool]:
             existing = self._get(conn, path)
@@ -437,8 +445,8 @@ class Store:
                 if isinstance(dbapi, sqlite_dbapi.Connection):
                     dbapi.apsw.execute("BEGIN IMMEDIATE")
                     dbapi.apsw.execute("ROLLBACK")
-                else:
-                    conn.exec_driver_sql("SELECT 1")
+                elif conn.exec_driver_sql("SELECT pg_is_in_recovery()").scalar():
+                    raise StoreError("the PostgreSQL server is a read-only standby")
         return True
 
 

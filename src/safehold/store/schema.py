@@ -8,6 +8,10 @@ import sqlalchemy as sa
 
 metadata = sa.MetaData()
 
+# Paths are compared as byte strings (range scans for subtrees rely on "/" < "0"),
+# so PostgreSQL must not apply a linguistic collation to them.
+Path = sa.Text().with_variant(sa.Text(collation="C"), "postgresql")
+
 meta = sa.Table(
     "meta",
     metadata,
@@ -45,7 +49,7 @@ change = sa.Table(
     sa.Column("at", sa.Float, nullable=False),
     sa.Column("op", sa.String(16), nullable=False),
     sa.Column("owner_id", sa.Integer, nullable=True),
-    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("path", Path, nullable=False),
     sa.Column("actor_id", sa.Integer, nullable=True),
     sa.Column("user_agent", sa.Text, nullable=True),
     sa.Column("request_id", sa.String(64), nullable=True),
@@ -59,8 +63,8 @@ version = sa.Table(
               autoincrement=True),
     sa.Column("seq", sa.BigInteger, sa.ForeignKey("change.seq"), nullable=False),
     sa.Column("owner_id", sa.Integer, nullable=False),
-    sa.Column("path", sa.Text, nullable=False),
-    sa.Column("parent", sa.Text, nullable=False),
+    sa.Column("path", Path, nullable=False),
+    sa.Column("parent", Path, nullable=False),
     sa.Column("kind", sa.String(16), nullable=False),
     sa.Column("op", sa.String(16), nullable=False),
     sa.Column("deleted", sa.Boolean, nullable=False),
@@ -78,8 +82,8 @@ version = sa.Table(
 resource = sa.Table(
     "resource",
     metadata,
-    sa.Column("path", sa.Text, primary_key=True),
-    sa.Column("parent", sa.Text, nullable=False),
+    sa.Column("path", Path, primary_key=True),
+    sa.Column("parent", Path, nullable=False),
     sa.Column("owner_id", sa.Integer, nullable=False),
     sa.Column("kind", sa.String(16), nullable=False),
     sa.Column("version_id", sa.BigInteger, nullable=False),
@@ -115,7 +119,7 @@ lock = sa.Table(
     "dav_lock",
     metadata,
     sa.Column("token", sa.String(80), primary_key=True),
-    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("path", Path, nullable=False),
     sa.Column("depth", sa.String(16), nullable=False),
     sa.Column("scope", sa.String(16), nullable=False),
     sa.Column("owner_xml", sa.Text, nullable=True),

@@ -1,0 +1,212 @@
+"""The store contract, run against every target database (SQLite and PostgreSQL):
+the same behaviour from both, or the seam is lying (STYLE 3)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from safehold.core import users
+from safehold.core.model import Actor
+from safehold.errors import AlreadyExists, Conflict, NotFound, PreconditionFailed, UserExists
+from safehold.store import blobs
+from safehold.store import engine as engine_mod
+from safehold.store.repo import Store
+from safehold.store.schema import blob, change, version
+
+A = Actor(1, "pytest", "req-1")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def store(database_url: str, tmp_path: Path, clock: Clock) -> Iterator[Store]:
+    engine = engine_mod.create(database_url)
+    engine_mod.ensure_schema(engine)
+    engine_mod.self_test(engine)
+    s = Store(engine, tmp_path / "tmp", clock=clock)
+    users.add_user(s, "alice", "password-1", Actor(None))
+    yield s
+    engine.dispose()
+
+
+def _spool(tmp: Path, data: bytes) -> blobs.Spool:
+    sp = blobs.Spool(tmp)
+    for i in range(0, len(data), 65536):
+        sp.write(data[i:i + 65536])
+    return sp
+
+
+def _count(store: Store, table: sa.Table) -> int:
+    with store.engine.connect() as c:
+        return int(c.execute(sa.select(sa.func.count()).select_from(table)).scalar() or 0)
+
+
+def test_put_get_and_large_bodies(store: Store, tmp_path: Path) -> None:
+    big = os.urandom(blobs.CHUNK * 2 + 12345)
+    sp = _spool(tmp_path, big)
+    body = sp.finish()
+    res, created = store.put("files/alice/big.bin", 1, body, "application/octet-stream", A)
+    sp.discard()
+    assert created and res.size == len(big)
+    got = store.get("files/alice/big.bin")
+    assert got is not None and b"".join(store.read_body(got)) == big
+    small, _ = store.put("files/alice/s.txt", 1, b"a\r\nb", "text/plain", A)
+    assert b"".join(store.read_body(small)) == b"a\r\nb"
+    empty, _ = store.put("files/alice/e.txt", 1, b"", None, A)
+    assert b"".join(store.read_body(empty)) == b""
+
+
+def test_identical_bodies_are_stored_once(store: Store) -> None:
+    before = _count(store, blob)
+    for i in range(5):
+        store.put(f"files/alice/same{i}.txt", 1, b"same bytes", "text/plain", A)
+    assert _count(store, blob) == before + 1
+
+
+def test_missing_parent_and_conditions(store: Store) -> None:
+    with pytest.raises(Conflict):
+        store.put("files/alice/nope/x", 1, b"x", None, A)
+    with pytest.raises(Conflict):
+        store.mkcol("files/alice/a/b", 1, A)
+    r1, _ = store.put("files/alice/c.txt", 1, b"1", None, A)
+    with pytest.raises(PreconditionFailed):
+        store.put("files/alice/c.txt", 1, b"2", None, A, if_none_match=True)
+    with pytest.raises(PreconditionFailed):
+        store.put("files/alice/c.txt", 1, b"2", None, A, if_match='"nope"')
+    r2, created = store.put("files/alice/c.txt", 1, b"2", None, A, if_match=r1.etag)
+    assert not created and r2.etag != r1.etag and r2.created_at == r1.created_at
+    with pytest.raises(PreconditionFailed):
+        store.delete("files/alice/c.txt", A, if_match=r1.etag)
+    store.mkcol("files/alice/col", 1, A)
+    with pytest.raises(AlreadyExists):
+        store.mkcol("files/alice/col", 1, A)
+    with pytest.raises(AlreadyExists):
+        store.put("files/alice/col", 1, b"x", None, A)
+    with pytest.raises(NotFound):
+        store.delete("files/alice/ghost", A)
+
+
+def test_subtree_is_exact(store: Store) -> None:
+    # Siblings that sort right next to "d/…" must never be taken for its children.
+    store.mkcol("files/alice/d", 1, A)
+    for name in ("files/alice/d/x", "files/alice/d-x", "files/alice/d0", "files/alice/d.txt"):
+        store.put(name, 1, b"v", None, A)
+    assert [r.path for r in store.subtree("files/alice/d")] == ["files/alice/d", "files/alice/d/x"]
+    store.delete("files/alice/d", A)
+    assert store.get("files/alice/d-x") and store.get("files/alice/d0") and store.get("files/alice/d.txt")
+
+
+def test_delete_is_a_tombstone_per_member_in_one_change(store: Store) -> None:
+    store.mkcol("files/alice/t", 1, A)
+    store.put("files/alice/t/1", 1, b"1", None, A)
+    store.mkcol("files/alice/t/sub", 1, A)
+    store.put("files/alice/t/sub/2", 1, b"2", None, A)
+    seq_before = store.last_seq()
+    assert store.delete("files/alice/t", A) == 4
+    assert store.last_seq() == seq_before + 1
+    with store.engine.connect() as c:
+        rows = c.execute(sa.select(version.c.path, version.c.deleted)
+                         .where(version.c.seq == seq_before + 1)).all()
+    assert sorted(rows) == [("files/alice/t", True), ("files/alice/t/1", True),
+                            ("files/alice/t/sub", True), ("files/alice/t/sub/2", True)]
+    assert store.get("files/alice/t/sub/2") is None
+    history = store.changes_for("files/alice/t/1")
+    assert [h["op"] for h in history] == ["put", "delete"]
+
+
+def test_move_and_copy(store: Store) -> None:
+    store.mkcol("files/alice/m", 1, A)
+    store.put("files/alice/m/a", 1, b"A", None, A)
+    store.proppatch("files/alice/m/a", {"{urn:x}p": '<p xmlns="urn:x">1</p>'}, [], A)
+    assert store.copy_or_move("copy", "files/alice/m", "files/alice/shallow", A, deep=False)
+    assert store.children("files/alice/shallow") == []
+    assert store.copy_or_move("copy", "files/alice/m", "files/alice/deep", A)
+    copied = store.get("files/alice/deep/a")
+    assert copied is not None and copied.props == {"{urn:x}p": '<p xmlns="urn:x">1</p>'}
+    with pytest.raises(PreconditionFailed):
+        store.copy_or_move("move", "files/alice/m", "files/alice/deep", A, overwrite=False)
+    assert not store.copy_or_move("move", "files/alice/m", "files/alice/deep", A)
+    assert store.get("files/alice/m") is None and store.get("files/alice/m/a") is None
+    moved = store.get("files/alice/deep/a")
+    assert moved is not None and b"".join(store.read_body(moved)) == b"A"
+
+
+def test_every_change_has_one_row_and_increasing_seq(store: Store) -> None:
+    start = store.last_seq()
+    store.mkcol("files/alice/s", 1, A)
+    store.put("files/alice/s/x", 1, b"x", None, A)
+    store.proppatch("files/alice/s/x", {"{urn:x}a": "<a xmlns='urn:x'/>"}, [], A)
+    store.copy_or_move("copy", "files/alice/s/x", "files/alice/s/y", A)
+    store.copy_or_move("move", "files/alice/s/y", "files/alice/s/z", A)
+    store.delete("files/alice/s", A)
+    with store.engine.connect() as c:
+        rows = c.execute(sa.select(change.c.seq, change.c.op, change.c.user_agent,
+                                   change.c.request_id).where(change.c.seq > start)
+                         .order_by(change.c.seq)).all()
+    assert [r.op for r in rows] == ["mkcol", "put", "proppatch", "copy", "move", "delete"]
+    assert [r.seq for r in rows] == list(range(start + 1, start + 7))
+    assert all(r.user_agent == "pytest" and r.request_id == "req-1" for r in rows)
+
+
+def test_concurrent_writers_get_distinct_seqs(store: Store) -> None:
+    start = store.last_seq()
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            for i in range(20):
+                store.put(f"files/alice/w{n}-{i}", 1, f"{n}-{i}".encode(), None, A)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert store.last_seq() == start + 80
+    assert len([r for r in store.children("files/alice") if r.path.startswith("files/alice/w")]) == 80
+
+
+def test_locks_expire_with_the_clock(store: Store, clock: Clock) -> None:
+    store.put("files/alice/l", 1, b"", None, A)
+    lk = store.add_lock("files/alice/l", "0", "exclusive", None, 1, 100)
+    assert [x.token for x in store.locks_for("files/alice/l")] == [lk.token]
+    clock.now += 50
+    refreshed = store.refresh_lock(lk.token, 100)
+    assert refreshed is not None and refreshed.expires_at == clock.now + 100
+    clock.now += 101
+    assert store.locks_for("files/alice/l") == []
+    assert store.refresh_lock(lk.token, 100) is None
+
+
+def test_principals(store: Store) -> None:
+    with pytest.raises(UserExists):
+        users.add_user(store, "alice", "password-2", Actor(None))
+    p = store.principal("alice")
+    assert p is not None and not p.disabled
+    old = store.password_hash(p.id)
+    store.set_password("alice", users.hash_password("password-3"))
+    new = store.password_hash(p.id)
+    assert new and new != old and users.verify_password(new, "password-3")
+    store.set_disabled("alice", True)
+    assert store.principal("alice").disabled  # type: ignore[union-attr]
+    assert store.get("files/alice") is not None
