@@ -11,6 +11,7 @@
     └── DomainError            a request conflicts with the data (mapped to 4xx)
         ├── NotFound           404
         ├── Conflict           409 (missing parent, wrong kind)
+        │   └── UidConflict    409 no-uid-conflict
         ├── AlreadyExists      405/412 depending on the method
         ├── PreconditionFailed 412 (If-Match, If-None-Match, Overwrite)
         ├── Forbidden          403
@@ -63,6 +64,15 @@ class NotFound(DomainError):
 
 class Conflict(DomainError):
     status = 409
+
+
+class UidConflict(Conflict):
+    """Another item of the collection has the same UID (RFC 4791 §5.3.2.1,
+    RFC 6352 §6.3.2.1 no-uid-conflict)."""
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class AlreadyExists(DomainError):

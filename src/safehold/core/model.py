@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-COLLECTION = "collection"
+COLLECTION = "collection"  # a plain WebDAV collection
+CALENDAR = "calendar"
+ADDRESSBOOK = "addressbook"
 ITEM = "item"
+COLLECTION_KINDS = (COLLECTION, CALENDAR, ADDRESSBOOK)
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,27 @@ class Resource:
 
     @property
     def is_collection(self) -> bool:
-        return self.kind == COLLECTION
+        return self.kind != ITEM
+
+
+@dataclass(frozen=True)
+class ItemIndex:
+    """What parsing an item gave, kept beside its bytes for queries."""
+
+    component: str  # VEVENT, VTODO, VJOURNAL, VFREEBUSY, VCARD
+    uid: str
+    start: float | None  # UTC epoch seconds; None: unbounded
+    end: float | None
+    recurring: bool = False
+
+
+@dataclass(frozen=True)
+class Change:
+    """One member's latest state since a sync token (RFC 6578)."""
+
+    path: str
+    seq: int
+    deleted: bool
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote_to_bytes, urlsplit
 
 from safehold.dav.errors import DavError
 
@@ -25,7 +25,30 @@ def destination(value: str | None, base_url: str, own_prefix: str = "/dav/") -> 
         base = urlsplit(base_url)
         if parts.netloc and parts.netloc.lower() != base.netloc.lower():
             raise DavError(502, "the Destination is on another server")
-    raw = unquote(parts.path) if parts.path else ""
+    try:
+        raw = unquote_to_bytes(parts.path).decode("utf-8") if parts.path else ""
+    except UnicodeDecodeError as exc:
+        raise DavError(400, "the Destination path is not valid UTF-8") from exc
+    bad = check_path(raw)
+    if bad:
+        raise DavError(400, f"Destination: {bad}")
     if not raw.startswith(own_prefix):
         raise DavError(502 if parts.netloc else 403, "the Destination is outside this DAV tree")
     return raw
+
+
+def check_path(path: str) -> str | None:
+    """Why a decoded URL path is unacceptable, or None. Applied to request paths and
+    Destination headers alike."""
+    if "\x00" in path:
+        return "the path contains a NUL byte"
+    segments = path.split("/")
+    if any(s in (".", "..") for s in segments):
+        return "the path contains . or .. segments"
+    if "//" in path:
+        return "the path contains an empty segment"
+    if any(len(s.encode()) > 255 for s in segments):
+        return "a path segment is longer than 255 bytes"
+    if any(ord(c) < 32 or ord(c) == 127 for c in path):
+        return "the path contains control characters"
+    return None

@@ -28,11 +28,67 @@ def _text(name: str, value: str) -> etree._Element:
     return xml.element(name, value)
 
 
+# Extra resource types per node kind, registered by protocol extensions.
+RESOURCETYPES: dict[str, list[str]] = {"principal": [dav("principal")]}
+# Reports each node kind supports (RFC 3253 §3.1.5 supported-report-set).
+SUPPORTED_REPORTS: dict[str, list[str]] = {}
+
+
 def _resourcetype(node: Node, _b: DavBackend) -> etree._Element:
     el = xml.element(dav("resourcetype"))
     if node.is_collection:
         xml.sub(el, dav("collection"))
+    for name in RESOURCETYPES.get(node.kind, []):
+        xml.sub(el, name)
     return el
+
+
+def _href_prop(name: str, target: str) -> etree._Element:
+    el = xml.element(name)
+    xml.sub(el, dav("href"), href(target))
+    return el
+
+
+def _privileges(node: Node, _b: DavBackend) -> etree._Element:
+    # RFC 3744 §5.4: a user has every privilege on their own tree and read on the
+    # namespace nodes above it (there is no sharing yet).
+    el = xml.element(dav("current-user-privilege-set"))
+    names = ["read", "read-current-user-privilege-set"]
+    if not node.virtual:
+        names += ["write", "write-properties", "write-content", "bind", "unbind", "unlock",
+                  "read-acl"]
+    for name in names:
+        xml.sub(xml.sub(el, dav("privilege")), dav(name))
+    return el
+
+
+def _supported_reports(node: Node, _b: DavBackend) -> etree._Element | None:
+    el = xml.element(dav("supported-report-set"))
+    for name in SUPPORTED_REPORTS.get(node.kind, []):
+        xml.sub(xml.sub(xml.sub(el, dav("supported-report")), dav("report")), name)
+    return el
+
+
+def _sync_token(node: Node, backend: DavBackend) -> etree._Element | None:
+    if node.kind not in SYNCABLE:
+        return None
+    return xml.element(dav("sync-token"), backend.sync_token(node))
+
+
+def _principal_url(node: Node, backend: DavBackend) -> etree._Element | None:
+    return _href_prop(dav("principal-URL"), node.href) if node.kind == "principal" else None
+
+
+def _displayname(node: Node, backend: DavBackend) -> etree._Element | None:
+    stored = node.dead_props.get(dav("displayname"))
+    if stored is not None:
+        return xml.parse_fragment(stored)
+    if node.kind == "principal":
+        return xml.element(dav("displayname"), backend.principal_name())
+    return None
+
+
+SYNCABLE = {"collection", "calendar", "addressbook"}
 
 
 def _supportedlock(node: Node, _b: DavBackend) -> etree._Element | None:
@@ -79,14 +135,29 @@ LIVE: dict[str, LivePropFn] = {
         dav("getcontenttype"), n.content_type or "application/octet-stream"),
     dav("supportedlock"): _supportedlock,
     dav("lockdiscovery"): _lockdiscovery,
+    # RFC 5397, RFC 3744, RFC 6578: what clients use to find their way around.
+    dav("current-user-principal"): lambda n, b: _href_prop(dav("current-user-principal"),
+                                                           b.principal_href()),
+    dav("principal-URL"): _principal_url,
+    dav("owner"): lambda n, b: None if n.virtual else _href_prop(dav("owner"), b.principal_href()),
+    dav("current-user-privilege-set"): _privileges,
+    dav("supported-report-set"): _supported_reports,
+    dav("sync-token"): _sync_token,
+    dav("principal-collection-set"): lambda n, b: _href_prop(dav("principal-collection-set"),
+                                                             "/dav/principals/"),
 }
+# displayname is a dead property everywhere except on principals, where it is
+# derived from the user name unless one was set.
+DERIVED: dict[str, LivePropFn] = {dav("displayname"): _displayname}
 
 # Live properties a client may not set or remove (RFC 4918 §15: all of the above
 # are protected; displayname stays a dead property).
 PROTECTED = set(LIVE)
 # Live properties too costly or too specific to compute for allprop (RFC 4918 §9.1
 # lets a server leave out properties defined elsewhere).
-NOT_IN_ALLPROP: set[str] = set()
+NOT_IN_ALLPROP: set[str] = {dav("current-user-principal"), dav("principal-URL"), dav("owner"),
+                            dav("current-user-privilege-set"), dav("supported-report-set"),
+                            dav("sync-token"), dav("principal-collection-set")}
 
 
 def register(name: str, fn: LivePropFn, protected: bool = True, allprop: bool = False) -> None:
@@ -99,11 +170,17 @@ def register(name: str, fn: LivePropFn, protected: bool = True, allprop: bool = 
 
 
 def value(name: str, node: Node, backend: DavBackend) -> etree._Element | None:
-    fn = LIVE.get(name)
+    fn = LIVE.get(name) or DERIVED.get(name)
     if fn is not None:
         return fn(node, backend)
     stored = node.dead_props.get(name)
-    return xml.parse_fragment(stored) if stored is not None else None
+    if stored is None:
+        return None
+    try:
+        return xml.parse_fragment(stored)
+    except etree.XMLSyntaxError:
+        # Stored before a parser fix; report it as absent rather than fail the listing.
+        return None
 
 
 def all_names(node: Node, backend: DavBackend) -> list[str]:

@@ -37,6 +37,9 @@ def parse(body: bytes) -> etree._Element:
         raise DavError(400, f"malformed XML body: {exc}") from exc
     if root is None:
         raise DavError(400, "empty XML body")
+    # The byte check above misses other encodings (UTF-16); the parsed tree does not.
+    if root.getroottree().docinfo.doctype:  # type: ignore[union-attr]
+        raise DavError(400, "XML bodies with a DOCTYPE or entities are not accepted")
     return root
 
 

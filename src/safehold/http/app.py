@@ -17,9 +17,14 @@ import anyio
 from safehold import __version__
 from safehold.config import Settings
 from safehold.core.model import Actor
+from safehold import caldav, carddav
+from safehold.core.users import ensure_homes
 from safehold.dav import handler as dav_handler
 from safehold.dav import xml
+from safehold.dav.methods import options, report
+from safehold.sync import collection as sync_collection
 from safehold.dav.errors import DavError
+from safehold.dav.paths import check_path
 from safehold.dav.types import DavRequest, DavResponse
 from safehold.errors import DomainError
 from safehold.http.auth import Authenticator
@@ -60,11 +65,31 @@ def _dav_error(err: DavError) -> _Reply:
     return _text(err.status, err.message, err.headers)
 
 
+def install_protocols() -> None:
+    """Register CalDAV, CardDAV and sync-collection with the generic DAV layer."""
+    global _installed
+    if _installed:
+        return
+    caldav.install()
+    carddav.install()
+    dav_handler.register("REPORT", report.handle)
+    report.register(xml.dav("sync-collection"), sync_collection.handle)
+    options.DAV_CLASSES.extend(["calendar-access", "addressbook", "extended-mkcol"])
+    options.ALLOW += ", REPORT, MKCALENDAR"
+    _installed = True
+
+
+_installed = False
+
+
 class App:
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
         self.store = store
         self.auth = Authenticator(store, ttl=settings.auth_cache_seconds)
+        self.lineage = store.lineage()
+        self._homes_checked: set[int] = set()
+        install_protocols()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -117,7 +142,6 @@ class App:
             path = unquote_to_bytes(scope.get("raw_path") or scope["path"].encode()).decode("utf-8")
         except UnicodeDecodeError:
             return _text(400, "the URL path is not valid UTF-8")
-        path = path.split("?", 1)[0]
         method = scope["method"]
         if path == "/healthz":
             return _text(200, "ok")
@@ -129,6 +153,9 @@ class App:
             return _text(200, "ready")
         if path in ("/.well-known/caldav", "/.well-known/carddav"):
             return _Reply(301, [("Location", PREFIX), ("Content-Length", "0")])
+        if path == "/" and method in ("PROPFIND", "OPTIONS"):
+            # Clients given only the server URL ask "/" for current-user-principal.
+            return await self._dav(scope, receive, path, method, request_id)
         if path == "/":
             return _text(200, f"safehold {__version__}: DAV at {PREFIX}")
         if path == PREFIX.rstrip("/") or path.startswith(PREFIX):
@@ -137,7 +164,7 @@ class App:
 
     async def _dav(self, scope: Scope, receive: Receive, path: str, method: str,
                    request_id: str) -> _Reply:
-        bad = _check_path(path)
+        bad = check_path(path)
         if bad:
             return _text(400, bad)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -149,7 +176,11 @@ class App:
         if path == PREFIX.rstrip("/"):
             path = PREFIX
         actor = Actor(principal.id, headers.get("user-agent"), request_id)
-        backend = StoreDavBackend(self.store, principal, actor)
+        if principal.id not in self._homes_checked:
+            # Accounts made by an older release get the homes they lack.
+            await anyio.to_thread.run_sync(ensure_homes, self.store, principal, actor)
+            self._homes_checked.add(principal.id)
+        backend = StoreDavBackend(self.store, principal, actor, self.lineage)
         if not backend.allowed(path):
             # The same answer whether or not the other user or resource exists.
             return _text(404, "not found")
@@ -201,21 +232,6 @@ class App:
             spool.discard()
             raise
         return spool
-
-
-def _check_path(path: str) -> str | None:
-    if "\x00" in path:
-        return "the URL path contains a NUL byte"
-    segments = path.split("/")
-    if any(s in (".", "..") for s in segments):
-        return "the URL path contains . or .. segments"
-    if "//" in path:
-        return "the URL path contains an empty segment"
-    if any(len(s) > 255 for s in segments):
-        return "a URL path segment is longer than 255 bytes"
-    if any(ord(c) < 32 for c in path):
-        return "the URL path contains control characters"
-    return None
 
 
 def build(settings: Settings) -> App:

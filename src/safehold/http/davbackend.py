@@ -7,36 +7,47 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import NoReturn
 
-from safehold.core.model import Actor, Body, Lock, Principal, Resource
+from safehold.caldav.props import supported_components
+from safehold.core.items import CALDAV, CARDDAV, MAX_ITEM_BYTES, InvalidItem, index_for
+from safehold.core.model import (
+    ADDRESSBOOK, CALENDAR, COLLECTION, Actor, Body, ItemIndex, Lock, Principal, Resource,
+)
 from safehold.dav.backend import LockInfo, Node
 from safehold.dav.errors import DavError
 from safehold.dav.types import SpooledBody
-from safehold.errors import DomainError
+from safehold.errors import DomainError, UidConflict
 from safehold.store.repo import Store
 
 PREFIX = "/dav/"
-NAMESPACES = ("files", "principals")  # top-level collections under /dav/
-
+NAMESPACES = ("files", "calendars", "addressbooks", "principals")  # top-level under /dav/
+# Which collection kind may be created where (RFC 4791 §5.3.1, RFC 6352 §6.3.1).
+HOME_OF = {CALENDAR: "calendars", ADDRESSBOOK: "addressbooks"}
+MEDIA_TYPE = {CALENDAR: "text/calendar; charset=utf-8", ADDRESSBOOK: "text/vcard; charset=utf-8"}
+SYNC_PREFIX = "urn:x-safehold:sync:"
 
 def store_path(href: str) -> str:
     return href[len(PREFIX):].strip("/")
 
 
 def _raise(exc: DomainError) -> NoReturn:
+    if isinstance(exc, InvalidItem):
+        raise DavError(exc.status, str(exc), condition=exc.precondition,
+                       namespace=exc.namespace) from exc
     raise DavError(exc.status, str(exc)) from exc
 
 
 class StoreDavBackend:
-    def __init__(self, store: Store, principal: Principal, actor: Actor,
-                 homes: tuple[str, ...] = ("files",)) -> None:
+    def __init__(self, store: Store, principal: Principal, actor: Actor, lineage: str) -> None:
         self.store = store
         self.principal = principal
         self.actor = actor
-        self.homes = homes
+        self.lineage = lineage
 
     # -- access ----------------------------------------------------------------
 
     def allowed(self, href: str) -> bool:
+        if href == "/":
+            return True
         if not href.startswith(PREFIX):
             return False
         parts = [p for p in store_path(href).split("/") if p]
@@ -49,25 +60,28 @@ class StoreDavBackend:
 
     # -- nodes -----------------------------------------------------------------
 
-    def _virtual(self, href: str) -> Node:
+    def _virtual(self, href: str, kind: str = COLLECTION) -> Node:
         return Node(href=href, is_collection=True, etag="", size=0, content_type=None,
                     created_at=self.principal.created_at, modified_at=self.principal.created_at,
-                    dead_props={}, virtual=True)
+                    dead_props={}, virtual=True, kind=kind)
 
     def _node(self, res: Resource) -> Node:
         href = PREFIX + res.path + ("/" if res.is_collection else "")
         return Node(href=href, is_collection=res.is_collection, etag=res.etag, size=res.size,
                     content_type=res.content_type, created_at=res.created_at,
-                    modified_at=res.modified_at, dead_props=res.props)
+                    modified_at=res.modified_at, dead_props=res.props, kind=res.kind)
 
     def get(self, href: str) -> Node | None:
         if not self.allowed(href):
             return None
+        if href == "/":
+            return self._virtual("/")
         path = store_path(href)
         parts = path.split("/") if path else []
         if len(parts) <= 1 or parts[0] == "principals":
             if len(parts) <= 2:
-                return self._virtual(PREFIX + (path + "/" if path else ""))
+                return self._virtual(PREFIX + (path + "/" if path else ""),
+                                     "principal" if len(parts) == 2 else COLLECTION)
             return None
         res = self.store.get(path)
         if res is None:
@@ -77,6 +91,8 @@ class StoreDavBackend:
         return self._node(res)
 
     def children(self, node: Node) -> list[Node]:
+        if node.href == "/":
+            return [self._virtual(PREFIX)]
         path = store_path(node.href)
         if not path:
             return [self._virtual(f"{PREFIX}{ns}/") for ns in NAMESPACES]
@@ -109,13 +125,37 @@ class StoreDavBackend:
         if self._is_home(href):
             raise DavError(405, "cannot PUT to a home collection")
         data: Body | bytes = b"" if body.size == 0 else Body(body.path, body.size, body.sha256)
+        parent = self.store.get(path.rsplit("/", 1)[0])
+        index: ItemIndex | None = None
+        kind = parent.kind if parent is not None else COLLECTION
+        if kind in (CALENDAR, ADDRESSBOOK):
+            index = self._validate(kind, parent, body)
+            content_type = content_type or MEDIA_TYPE[kind]
+        elif path.split("/")[0] in HOME_OF.values() and parent is not None:
+            raise DavError(403, "items belong in a calendar or an address book, not here")
         try:
             res, created = self.store.put(path, self.principal.id, data, content_type,
                                           self.actor, if_match=if_match,
-                                          if_none_match=if_none_match)
+                                          if_none_match=if_none_match, index=index)
+        except UidConflict as exc:
+            ns = CALDAV if kind == CALENDAR else CARDDAV
+            raise DavError(409, str(exc), condition="no-uid-conflict", namespace=ns,
+                           hrefs=[PREFIX + exc.path]) from exc
         except DomainError as exc:
             _raise(exc)
         return self._node(res), created
+
+    def _validate(self, kind: str, parent: Resource | None, body: SpooledBody) -> ItemIndex | None:
+        try:
+            if body.size > MAX_ITEM_BYTES:
+                raise InvalidItem(f"items are limited to {MAX_ITEM_BYTES} bytes",
+                                  "max-resource-size", CALDAV if kind == CALENDAR else CARDDAV)
+            with open(body.path, "rb") if body.size else _Empty() as fh:
+                data = fh.read()
+            supported = supported_components(self._node(parent)) if parent else ()
+            return index_for(kind, data, supported) if kind == CALENDAR else index_for(kind, data)
+        except InvalidItem as exc:
+            _raise(exc)
 
     def delete(self, href: str, if_match: str | None) -> None:
         path = self._writable(href)
@@ -127,13 +167,89 @@ class StoreDavBackend:
             _raise(exc)
 
     def mkcol(self, href: str) -> Node:
+        return self.mkcol_kind(href, COLLECTION, {})
+
+    def mkcol_kind(self, href: str, kind: str, props: dict[str, str]) -> Node:
         path = self._writable(href)
         if self._is_home(href):
             raise DavError(405, "the home collection exists")
+        parts = path.split("/")
+        namespace = parts[0]
+        if kind in HOME_OF and (namespace != HOME_OF[kind] or len(parts) != 3):
+            ns, what = (CALDAV, "calendar") if kind == CALENDAR else (CARDDAV, "addressbook")
+            raise DavError(403, f"a {what} can only be created directly in your {what} home "
+                           f"{PREFIX}{HOME_OF[kind]}/{self.principal.name}/",
+                           condition=f"{what}-collection-location-ok", namespace=ns)
+        if kind == COLLECTION and namespace in HOME_OF.values():
+            raise DavError(403, "only calendars and address books can be created here")
         try:
-            return self._node(self.store.mkcol(path, self.principal.id, self.actor))
+            return self._node(self.store.mkcol(path, self.principal.id, self.actor, props,
+                                               kind=kind))
         except DomainError as exc:
             _raise(exc)
+
+    # -- discovery and sync ----------------------------------------------------
+
+    def principal_href(self) -> str:
+        return f"{PREFIX}principals/{self.principal.name}/"
+
+    def principal_name(self) -> str:
+        return self.principal.name
+
+    def home_hrefs(self) -> dict[str, str]:
+        return {"calendar": f"{PREFIX}calendars/{self.principal.name}/",
+                "addressbook": f"{PREFIX}addressbooks/{self.principal.name}/"}
+
+    def _token(self, seq: int) -> str:
+        return f"{SYNC_PREFIX}{self.lineage}:{seq}"
+
+    def sync_token(self, node: Node) -> str:
+        return self._token(self.store.collection_seq(store_path(node.href)))
+
+    def changes(self, node: Node, token: str | None,
+                limit: int | None) -> tuple[list[tuple[str, bool]], str, bool]:
+        path = store_path(node.href)
+        if token is None:
+            # The token is read before the listing: a change racing in between is
+            # reported again next time, never lost (RFC 6578 §3.2).
+            new = self.sync_token(node)
+            return [(c.href, False) for c in self.children(node)], new, False
+        seq = self._parse_token(token)
+        changes = self.store.changes_since(path, seq)
+        truncated = False
+        if limit is not None and len(changes) > limit:
+            cut = limit
+            # Never split one change (a restore touches many members at one seq).
+            while cut < len(changes) and changes[cut].seq == changes[cut - 1].seq:
+                cut += 1
+            truncated = cut < len(changes)
+            changes = changes[:cut]
+        new_seq = max([seq] + [c.seq for c in changes])
+        kinds = self.store.get_many([c.path for c in changes if not c.deleted])
+        out = [(PREFIX + c.path + ("/" if c.path in kinds and kinds[c.path].is_collection else ""),
+                c.deleted) for c in changes]
+        return out, self._token(new_seq), truncated
+
+    def _parse_token(self, token: str) -> int:
+        if token.startswith(SYNC_PREFIX):
+            lineage, _, seq = token[len(SYNC_PREFIX):].rpartition(":")
+            if lineage == self.lineage and seq.isdigit() and int(seq) <= self.store.last_seq():
+                return int(seq)
+        raise DavError(403, "unknown sync token; sync again from scratch", condition="valid-sync-token")
+
+    def get_many(self, hrefs: list[str]) -> dict[str, Node]:
+        wanted = {store_path(h): h for h in hrefs if self.allowed(h) and len(store_path(h).split("/")) > 2}
+        found = self.store.get_many(list(wanted))
+        return {wanted[p]: self._node(r) for p, r in found.items()}
+
+    def read_bytes(self, node: Node) -> bytes:
+        res = self.store.get(store_path(node.href))
+        return self.store.read_bytes(res) if res is not None else b""
+
+    def query_candidates(self, node: Node, component: str | None, start: float | None,
+                         end: float | None) -> list[Node]:
+        return [self._node(r) for r in self.store.index_candidates(
+            store_path(node.href), component, start, end)]
 
     def copy_move(self, op: str, src: str, dst: str, deep: bool, overwrite: bool) -> bool:
         s, d = self._writable(src), self._writable(dst)
@@ -180,3 +296,14 @@ class StoreDavBackend:
 
     def remove_lock(self, token: str) -> bool:
         return self.store.remove_lock(token)
+
+
+class _Empty:
+    def __enter__(self) -> _Empty:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def read(self) -> bytes:
+        return b""

@@ -15,29 +15,18 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, Row
 
 from safehold.core.model import (
-    COLLECTION,
-    ITEM,
-    Actor,
-    Body,
-    Lock,
-    Principal,
-    Resource,
-    dump_props,
-    load_props,
-    parent_of,
+    COLLECTION, ITEM, Actor, Body, Change, ItemIndex, Lock, Principal, Resource, dump_props,
+    load_props, parent_of,
 )
 from safehold.errors import (
-    AlreadyExists,
-    Conflict,
-    NotFound,
-    PreconditionFailed,
-    StoreError,
-    UnknownUser,
+    AlreadyExists, Conflict, NotFound, PreconditionFailed, StoreError, UidConflict, UnknownUser,
     UserExists,
 )
 from safehold.store import blobs, sqlite_dbapi
 from safehold.store import engine as engine_mod
-from safehold.store.schema import change, credential, lock, meta, principal, resource, version
+from safehold.store.schema import (
+    change, credential, item_index, lock, meta, principal, resource, version,
+)
 
 T = TypeVar("T")
 WRITE_LOCK_KEY = 0x5AFE0001  # PostgreSQL advisory lock serializing writers
@@ -52,7 +41,7 @@ def _subtree(col: Any, path: str) -> Any:
 
 
 def _etag(seq: int, kind: str, blob_hash: str | None) -> str:
-    if kind == COLLECTION:
+    if kind != ITEM:
         return f'"c-{seq}"'
     return f'"{seq}-{(blob_hash or "")[:16]}"'
 
@@ -152,16 +141,34 @@ class Store:
                 props="{}", created_at=now) for r in rows])
             conn.execute(sa.delete(resource).where(_subtree(resource.c.path, path)))
             conn.execute(sa.delete(lock).where(_subtree(lock.c.path, path)))
+            conn.execute(sa.delete(item_index).where(_subtree(item_index.c.path, path)))
         return len(rows)
 
     def _get(self, conn: Connection, path: str) -> Resource | None:
         row = conn.execute(sa.select(resource).where(resource.c.path == path)).first()
         return _resource(row) if row else None
 
-    def _need_parent(self, conn: Connection, path: str) -> None:
+    def _need_parent(self, conn: Connection, path: str) -> Resource:
         parent = self._get(conn, parent_of(path))
         if parent is None or not parent.is_collection:
             raise Conflict(f"the parent collection of {path!r} does not exist")
+        return parent
+
+    def _check_uid(self, conn: Connection, collection: str, uid: str, path: str,
+                   ignore: tuple[str, ...] = ()) -> None:
+        found = conn.execute(sa.select(item_index.c.path).where(
+            (item_index.c.collection == collection) & (item_index.c.uid == uid)
+            & (item_index.c.path != path))).scalars().all()
+        other = [o for o in found if not any(o == i or o.startswith(i + "/") for i in ignore)]
+        if other:
+            raise UidConflict(f"UID {uid!r} is already used by {other[0]!r}", other[0])
+
+    def _write_index(self, conn: Connection, path: str, index: ItemIndex | None) -> None:
+        conn.execute(sa.delete(item_index).where(item_index.c.path == path))
+        if index is not None:
+            conn.execute(sa.insert(item_index).values(
+                path=path, collection=parent_of(path), component=index.component, uid=index.uid,
+                start=index.start, end=index.end, recurring=index.recurring))
 
     # -- reads -----------------------------------------------------------------
 
@@ -202,7 +209,8 @@ class Store:
 
     def put(self, path: str, owner_id: int, body: Body | bytes, content_type: str | None,
             actor: Actor, *, if_match: str | None = None, if_none_match: bool = False,
-            check: Callable[[Resource | None], None] | None = None) -> tuple[Resource, bool]:
+            check: Callable[[Resource | None], None] | None = None,
+            index: ItemIndex | None = None) -> tuple[Resource, bool]:
         """Create or replace an item. ``if_match``/``if_none_match`` are evaluated inside
         the write transaction so that two racing writers cannot both win."""
         if isinstance(body, Body):
@@ -221,6 +229,8 @@ class Store:
                 raise PreconditionFailed("If-Match does not match the current ETag")
             if existing is None:
                 self._need_parent(conn, path)
+            if index is not None:
+                self._check_uid(conn, parent_of(path), index.uid, path)
             if isinstance(body, Body):
                 blob_hash, size = body.sha256, body.size
             else:
@@ -231,6 +241,7 @@ class Store:
                 size=size, content_type=content_type,
                 props=existing.props if existing else {},
                 created_at=existing.created_at if existing else None)
+            self._write_index(conn, path, index)
             return res, existing is None
         return self._write(tx)
 
@@ -249,7 +260,7 @@ class Store:
         return self._write(tx)
 
     def mkcol(self, path: str, owner_id: int, actor: Actor, props: dict[str, str] | None = None,
-              *, root: bool = False) -> Resource:
+              *, root: bool = False, kind: str = COLLECTION) -> Resource:
         def tx(conn: Connection) -> Resource:
             if self._get(conn, path) is not None:
                 raise AlreadyExists(f"{path!r} already exists")
@@ -257,7 +268,7 @@ class Store:
                 self._need_parent(conn, path)
             seq = self._append_change(conn, "mkcol", owner_id, path, actor)
             return self._write_version(conn, seq, "mkcol", path=path, owner_id=owner_id,
-                                       kind=COLLECTION, blob_hash=None, size=0,
+                                       kind=kind, blob_hash=None, size=0,
                                        content_type=None, props=props or {})
         return self._write(tx)
 
@@ -297,7 +308,19 @@ class Store:
                 raise PreconditionFailed(f"{dst!r} exists and Overwrite is F")
             if dst == src or dst.startswith(src + "/") and source.is_collection:
                 raise Forbidden_(f"cannot {op} {src!r} into itself")
-            self._need_parent(conn, dst)
+            dst_parent = self._need_parent(conn, dst)
+            src_parent = self._get(conn, parent_of(src))
+            if not source.is_collection and src_parent is not None \
+                    and src_parent.kind != dst_parent.kind:
+                raise Forbidden_(f"cannot {op} an item between a {src_parent.kind} and a "
+                                 f"{dst_parent.kind}; GET it and PUT it instead")
+            if source.is_collection and source.kind != COLLECTION and dst_parent.kind != COLLECTION:
+                raise Forbidden_(f"a {source.kind} cannot be nested in a {dst_parent.kind}")
+            indexes = {r.path: r for r in conn.execute(
+                sa.select(item_index).where(_subtree(item_index.c.path, src)))}
+            if not source.is_collection and src in indexes:
+                self._check_uid(conn, parent_of(dst), indexes[src].uid, dst,
+                                ignore=(src,) if op == "move" else ())
             seq = self._append_change(conn, op, source.owner_id, src, actor)
             if target is not None:
                 self._tombstone_tree(conn, seq, op, dst)
@@ -305,16 +328,78 @@ class Store:
                 _resource(r) for r in conn.execute(
                     sa.select(resource).where(_subtree(resource.c.path, src))
                     .order_by(resource.c.path))]
+            pending: list[tuple[str, ItemIndex]] = []
             for r in rows:
                 new_path = dst + r.path[len(src):]
                 self._write_version(conn, seq, op, path=new_path, owner_id=source.owner_id,
                                     kind=r.kind, blob_hash=r.blob_hash, size=r.size,
                                     content_type=r.content_type, props=r.props,
                                     created_at=r.created_at if op == "move" else None)
+                ix = indexes.get(r.path)
+                if ix is not None:
+                    pending.append((new_path, ItemIndex(ix.component, ix.uid, ix.start, ix.end,
+                                                        bool(ix.recurring))))
             if op == "move":
                 self._tombstone_tree(conn, seq, "move", src)
+            for new_path, new_index in pending:
+                self._write_index(conn, new_path, new_index)
             return target is None
         return self._write(tx)
+
+    # -- collection sync and queries ---------------------------------------------
+
+    def collection_seq(self, path: str) -> int:
+        """The highest seq that touched the collection or a member (its sync token)."""
+        def q(c: Connection) -> int:
+            members = c.execute(sa.select(sa.func.max(version.c.seq))
+                                .where(version.c.parent == path)).scalar()
+            own = c.execute(sa.select(sa.func.max(version.c.seq))
+                            .where(version.c.path == path)).scalar()
+            return int(max(members or 0, own or 0))
+        return self._read(q)
+
+    def changes_since(self, path: str, seq: int) -> list[Change]:
+        """Members of collection ``path`` changed after ``seq``: each with its latest
+        state, ordered by seq (RFC 6578 §3.5: report only the final state)."""
+        def q(c: Connection) -> list[Change]:
+            latest = (sa.select(version.c.path, sa.func.max(version.c.seq).label("seq"))
+                      .where((version.c.parent == path) & (version.c.seq > seq))
+                      .group_by(version.c.path).subquery())
+            rows = c.execute(
+                sa.select(latest.c.path, latest.c.seq, resource.c.path.label("live"))
+                .select_from(latest.outerjoin(resource, resource.c.path == latest.c.path))
+                .order_by(latest.c.seq, latest.c.path)).all()
+            return [Change(r.path, int(r.seq), r.live is None) for r in rows]
+        return self._read(q)
+
+    def get_many(self, paths: list[str]) -> dict[str, Resource]:
+        def q(c: Connection) -> dict[str, Resource]:
+            out: dict[str, Resource] = {}
+            for i in range(0, len(paths), 500):
+                for r in c.execute(sa.select(resource).where(resource.c.path.in_(paths[i:i + 500]))):
+                    out[r.path] = _resource(r)
+            return out
+        return self._read(q)
+
+    def index_candidates(self, collection: str, component: str | None,
+                         start: float | None, end: float | None) -> list[Resource]:
+        """Members whose indexed time envelope may overlap [start, end)."""
+        conds = [item_index.c.collection == collection]
+        if component:
+            conds.append(item_index.c.component == component)
+        if end is not None:
+            conds.append(sa.or_(item_index.c.start.is_(None), item_index.c.start < end))
+        if start is not None:
+            conds.append(sa.or_(item_index.c.end.is_(None), item_index.c.end > start))
+
+        def q(c: Connection) -> list[Resource]:
+            rows = c.execute(sa.select(resource).join(item_index, item_index.c.path == resource.c.path)
+                             .where(*conds).order_by(resource.c.path)).all()
+            return [_resource(r) for r in rows]
+        return self._read(q)
+
+    def read_bytes(self, res: Resource) -> bytes:
+        return b"".join(self.read_body(res))
 
     # -- locks (RFC 4918 §6, §9.10): not user data, so not versioned ------------
 

@@ -115,6 +115,23 @@ blob_chunk = sa.Table(
     sa.Column("data", sa.LargeBinary, nullable=False),
 )
 
+# Index of calendar objects and vCards (revision 0002): a cache of what parsing
+# the head's bytes gives, written in the same transaction as the head, so that
+# time-range queries and UID checks are index lookups, not parses.
+item_index = sa.Table(
+    "item_index",
+    metadata,
+    sa.Column("path", Path, primary_key=True),
+    sa.Column("collection", Path, nullable=False),
+    sa.Column("component", sa.String(16), nullable=False),
+    sa.Column("uid", sa.Text, nullable=False),
+    sa.Column("start", sa.Float, nullable=True),  # UTC epoch; NULL: unbounded
+    sa.Column("end", sa.Float, nullable=True),
+    sa.Column("recurring", sa.Boolean, nullable=False),
+    sa.Index("ix_item_index_uid", "collection", "uid"),
+    sa.Index("ix_item_index_range", "collection", "component", "start"),
+)
+
 lock = sa.Table(
     "dav_lock",
     metadata,

@@ -30,7 +30,8 @@ def parse_request(body: bytes) -> tuple[str, list[str]]:
 
 
 def depth(req: DavRequest) -> int:
-    value = (req.header("depth") or "infinity").strip().lower()
+    header = req.header("depth")
+    value = "infinity" if header is None else header.strip().lower()
     if value == "0":
         return 0
     if value == "1":

@@ -12,10 +12,13 @@ def handle(req: DavRequest, backend: DavBackend) -> DavResponse:
     if req.header("content-range"):
         # RFC 9110 §14.4: a server that does not support partial PUT must reject it.
         raise DavError(400, "partial PUT (Content-Range) is not supported")
+    existing = backend.get(req.path)
+    if existing is not None and existing.is_collection or \
+            existing is None and backend.get(req.path.rstrip("/") + "/") is not None:
+        raise DavError(405, "cannot PUT to a collection",
+                       headers=[("Allow", "OPTIONS, GET, HEAD, DELETE, PROPFIND, PROPPATCH, COPY, "
+                                          "MOVE, LOCK, UNLOCK, MKCOL")])
     if req.path.endswith("/"):
-        existing = backend.get(req.path)
-        if existing is not None and existing.is_collection:
-            raise DavError(405, "cannot PUT to a collection", headers=[("Allow", "GET, HEAD, PROPFIND")])
         raise DavError(400, "a resource name cannot end with a slash")
     tokens = check_if_header(req, backend)
     require_unlocked(backend, req.path, tokens)

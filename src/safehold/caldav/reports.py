@@ -1,0 +1,99 @@
+"""calendar-query, calendar-multiget (RFC 4791 §7.8, §7.9) and free-busy-query
+(§7.10). Time-range lookups go through the index first; only candidates are parsed."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from lxml import etree
+
+from safehold.caldav import CALDAV, c, filters
+from safehold.core.formats import ical
+from safehold.core.formats.textmatch import UnsupportedCollation
+from safehold.dav import reportutil, xml
+from safehold.dav.backend import DavBackend, Node
+from safehold.dav.errors import DavError
+from safehold.dav.methods import report
+from safehold.dav.types import DavRequest, DavResponse
+from safehold.dav.xml import dav
+
+
+class DataRequest:
+    """What a CALDAV:calendar-data element in the request asks for (RFC 4791 §9.6)."""
+
+    def __init__(self, el: etree._Element | None) -> None:
+        self.expand: tuple[datetime, datetime] | None = None
+        self.limit: tuple[datetime, datetime] | None = None
+        if el is None:
+            return
+        for child in el:
+            if child.tag in (c("expand"), c("limit-recurrence-set")):
+                start = filters.parse_time(child.get("start"))
+                end = filters.parse_time(child.get("end"))
+                if start is None or end is None:
+                    raise DavError(400, f"{etree.QName(child).localname} needs start and end")
+                if child.tag == c("expand"):
+                    self.expand = (start, end)
+                else:
+                    self.limit = (start, end)
+
+    def render(self, data: bytes) -> etree._Element:
+        if self.expand is not None:
+            data = ical.expand(data, *self.expand)
+        elif self.limit is not None:
+            data = ical.limit_recurrence_set(data, *self.limit)
+        el = xml.element(c("calendar-data"), nsmap={"C": CALDAV})
+        el.text = reportutil.clean_text(data)
+        return el
+
+
+def multiget(req: DavRequest, backend: DavBackend, node: Node, root: etree._Element) -> DavResponse:
+    names, data_el = reportutil.split_props(root.find(dav("prop")), c("calendar-data"))
+    render = DataRequest(data_el).render if data_el is not None else None
+    return reportutil.multiget(root, backend, names, render)
+
+
+def query(req: DavRequest, backend: DavBackend, node: Node, root: etree._Element) -> DavResponse:
+    names, data_el = reportutil.split_props(root.find(dav("prop")), c("calendar-data"))
+    render = DataRequest(data_el).render if data_el is not None else None
+    flt = filters.parse_filter(root.find(c("filter")))
+    depth = (req.header("depth") or "0").strip()
+    if node.is_collection:
+        if depth == "0":
+            return reportutil.multistatus([])
+        component, start, end = filters.index_hint(flt)
+        candidates = backend.query_candidates(node, component, start, end)
+    else:
+        candidates = [node]
+    out = []
+    for member in candidates:
+        body = backend.read_bytes(member)
+        try:
+            hit = ical.matches(body, flt)
+        except UnsupportedCollation as exc:
+            raise DavError(403, f"unsupported collation {exc}", condition="supported-collation",
+                           namespace=CALDAV) from exc
+        if hit:
+            out.append(reportutil.response(member, backend, names, render, body))
+    return reportutil.multistatus(out)
+
+
+def freebusy(req: DavRequest, backend: DavBackend, node: Node, root: etree._Element) -> DavResponse:
+    tr_el = root.find(c("time-range"))
+    if tr_el is None:
+        raise DavError(400, "free-busy-query needs a CALDAV:time-range")
+    tr = filters.time_range(tr_el)
+    if tr.start is None or tr.end is None:
+        raise DavError(400, "free-busy-query needs start and end")
+    if node.kind != "calendar":
+        raise DavError(403, "free-busy-query runs on a calendar collection")
+    objects = [backend.read_bytes(m) for comp in ("VEVENT", "VFREEBUSY")
+               for m in backend.query_candidates(node, comp, tr.start.timestamp(), tr.end.timestamp())]
+    body = ical.freebusy(objects, tr.start, tr.end)
+    return DavResponse(200, [("Content-Type", "text/calendar; charset=utf-8")], body)
+
+
+def install() -> None:
+    report.register(c("calendar-multiget"), multiget)
+    report.register(c("calendar-query"), query)
+    report.register(c("free-busy-query"), freebusy)

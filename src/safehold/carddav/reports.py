@@ -1,0 +1,123 @@
+"""addressbook-query and addressbook-multiget (RFC 6352 §8.6, §8.7)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from lxml import etree
+
+from safehold.carddav import CARDDAV, cr
+from safehold.core.formats import vcard
+from safehold.core.formats.textmatch import COLLATIONS, TextMatch, UnsupportedCollation
+from safehold.dav import reportutil, xml
+from safehold.dav.backend import DavBackend, Node
+from safehold.dav.errors import DavError
+from safehold.dav.methods import report
+from safehold.dav.types import DavRequest, DavResponse
+from safehold.dav.xml import dav
+
+
+def _renderer(el: etree._Element | None) -> reportutil.Render | None:
+    if el is None:
+        return None
+    names: Sequence[str] = [str(p.get("name", "")) for p in el if p.tag == cr("prop")]
+
+    def render(data: bytes) -> etree._Element:
+        if names:
+            data = vcard.select_properties(data, names)
+        out = xml.element(cr("address-data"), nsmap={"CR": CARDDAV})
+        out.text = reportutil.clean_text(data)
+        return out
+    return render
+
+
+def _text_match(el: etree._Element) -> TextMatch:
+    collation = el.get("collation", "i;unicode-casemap")
+    if collation not in COLLATIONS:
+        raise DavError(403, f"unsupported collation {collation!r}",
+                       condition="supported-collation", namespace=CARDDAV)
+    match_type = el.get("match-type", "contains")
+    if match_type not in ("equals", "contains", "starts-with", "ends-with"):
+        raise DavError(400, f"unsupported match-type {match_type!r}")
+    return TextMatch(value=el.text or "", collation=collation,
+                     negate=el.get("negate-condition", "no") == "yes", match_type=match_type)
+
+
+def _test(el: etree._Element) -> str:
+    value = el.get("test", "anyof")
+    if value not in ("anyof", "allof"):
+        raise DavError(400, f"test must be anyof or allof, not {value!r}")
+    return value
+
+
+def _filter(el: etree._Element | None) -> vcard.AddressbookFilter:
+    if el is None:
+        return vcard.AddressbookFilter()
+    props = []
+    for pf in el.findall(cr("prop-filter")):
+        name = pf.get("name")
+        if not name:
+            raise DavError(403, "prop-filter needs a name", condition="valid-filter",
+                           namespace=CARDDAV)
+        params = tuple(vcard.ParamFilter(
+            name=str(p.get("name", "")),
+            is_not_defined=p.find(cr("is-not-defined")) is not None,
+            text_match=_text_match(p.find(cr("text-match")))  # type: ignore[arg-type]
+            if p.find(cr("text-match")) is not None else None)
+            for p in pf.findall(cr("param-filter")))
+        props.append(vcard.PropFilter(
+            name=name, test=_test(pf),
+            is_not_defined=pf.find(cr("is-not-defined")) is not None,
+            text_matches=tuple(_text_match(t) for t in pf.findall(cr("text-match"))),
+            param_filters=params))
+    return vcard.AddressbookFilter(test=_test(el), prop_filters=tuple(props))
+
+
+def multiget(req: DavRequest, backend: DavBackend, node: Node, root: etree._Element) -> DavResponse:
+    names, data_el = reportutil.split_props(root.find(dav("prop")), cr("address-data"))
+    return reportutil.multiget(root, backend, names, _renderer(data_el))
+
+
+def query(req: DavRequest, backend: DavBackend, node: Node, root: etree._Element) -> DavResponse:
+    names, data_el = reportutil.split_props(root.find(dav("prop")), cr("address-data"))
+    render = _renderer(data_el)
+    flt = _filter(root.find(cr("filter")))
+    limit = None
+    nresults = root.findtext(f"{cr('limit')}/{cr('nresults')}")
+    if nresults is not None:
+        try:
+            limit = max(1, int(nresults.strip()))
+        except ValueError as exc:
+            raise DavError(400, "CARDDAV:nresults must be a number") from exc
+    depth = (req.header("depth") or "0").strip()
+    if node.is_collection:
+        members = [] if depth == "0" else backend.query_candidates(node, "VCARD", None, None)
+    else:
+        members = [node]
+    out: list[etree._Element] = []
+    truncated = False
+    for member in members:
+        body = backend.read_bytes(member)
+        try:
+            hit = vcard.matches(body, flt)
+        except UnsupportedCollation as exc:
+            raise DavError(403, f"unsupported collation {exc}", condition="supported-collation",
+                           namespace=CARDDAV) from exc
+        if hit:
+            if limit is not None and len(out) >= limit:
+                truncated = True
+                break
+            out.append(reportutil.response(member, backend, names, render, body))
+    if truncated:
+        # RFC 6352 §8.6.1: say that the result was cut short.
+        resp = xml.element(dav("response"))
+        xml.sub(resp, dav("href"), node.href)
+        xml.sub(resp, dav("status"), xml.status_line(507))
+        xml.sub(xml.sub(resp, dav("error")), dav("number-of-matches-within-limits"))
+        out.append(resp)
+    return reportutil.multistatus(out)
+
+
+def install() -> None:
+    report.register(cr("addressbook-multiget"), multiget)
+    report.register(cr("addressbook-query"), query)

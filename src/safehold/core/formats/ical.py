@@ -1,0 +1,272 @@
+"""iCalendar calendar object resources: validation, index extraction, queries (RFC 5545, RFC 4791).
+
+Pure functions over bytes; the stored bytes are never rewritten (promise 3). The work is split:
+
+- ical_parse      parsing, per-object time zones, the InvalidCalendarData error
+- ical_instances  recurrence expansion and the RFC 4791 §9.9 overlap tests
+- ical_filter     calendar-query filters (§9.7) and :func:`matches`
+- ical_expand     calendar-data expand (§9.6.5) and limit-recurrence-set (§9.6.6)
+- ical_freebusy   free-busy-query answers (§7.10)
+
+This module validates and indexes (:func:`inspect_calendar`) and re-exports the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from dateutil.rrule import rrulestr
+
+from safehold.core.formats.ical_expand import expand, limit_recurrence_set
+from safehold.core.formats.ical_filter import CompFilter, ParamFilter, PropFilter, TimeRange, matches
+from safehold.core.formats.ical_freebusy import freebusy
+from safehold.core.formats.ical_instances import (
+    RecurrenceSet,
+    Time,
+    add_duration,
+    freebusy_periods,
+    is_recurring_set,
+    is_thisandfuture,
+    own_instance,
+    thisandfuture_shift,
+    to_utc,
+    value_of,
+)
+from safehold.core.formats.ical_parse import (
+    VALID_DATA,
+    VALID_OBJECT,
+    InvalidCalendarData,
+    as_list,
+    is_date,
+    main_components,
+    parse,
+)
+
+__all__ = [
+    "CalendarInfo", "CompFilter", "InvalidCalendarData", "ParamFilter", "PropFilter", "TimeRange",
+    "expand", "freebusy", "inspect_calendar", "limit_recurrence_set", "matches",
+]
+
+COMPONENTS = ("VEVENT", "VTODO", "VJOURNAL", "VFREEBUSY")
+# A recurrence with more instances than this, or reaching past this year, is indexed as endless.
+MAX_INSTANCES = 10_000
+MAX_YEAR = 2200
+# A floating or DATE value happens at a different instant in each zone, from UTC+14 to UTC-12.
+_EARLIEST_ZONE = timedelta(hours=14)
+_LATEST_ZONE = timedelta(hours=12)
+# iCalendar times have whole seconds; one more makes strict index comparisons safe at the edges.
+_SPARE = timedelta(seconds=1)
+
+
+@dataclass(frozen=True)
+class CalendarInfo:
+    """What the index keeps of a calendar object resource.
+
+    ``start``/``end`` (aware UTC) bound every instance with a second to spare, so that the
+    object can match a time-range [s, e) only if ``(start is None or start < e) and (end is
+    None or end > s)`` — which stays true of instants RFC 4791 §9.9 counts at either edge.
+    They are a superset (floating and DATE values are widened to cover every zone from UTC+14
+    to UTC-12), and VALARM trigger times are not part of them: :func:`matches` decides.
+    None means unbounded or unknown: a VTODO without dates, an endless or very long RRULE.
+    """
+
+    component: str
+    uid: str
+    start: datetime | None
+    end: datetime | None
+    recurring: bool
+
+
+def inspect_calendar(data: bytes) -> CalendarInfo:
+    """Validate one calendar object resource and extract its index fields.
+
+    Raises InvalidCalendarData: ``valid-calendar-data`` when the bytes are not iCalendar,
+    ``valid-calendar-object-resource`` when they break RFC 4791 §4.1.
+    """
+    cal = parse(data, slim=True)
+    components = _object_components(cal)
+    for comp in components:
+        _check_component(comp)
+    recurring = is_recurring_set(components)
+    start, end = _bounds(components)
+    if recurring and start is not None:
+        # What is accepted must be expandable later, when a query meets it.
+        RecurrenceSet(components, None).between(start, start + timedelta(days=1))
+    return CalendarInfo(components[0].name, str(components[0]["UID"]), start, end, recurring)
+
+
+def _object_components(cal: Any) -> list[Any]:
+    """The components of one calendar object resource, checked against RFC 4791 §4.1."""
+    if "METHOD" in cal:
+        raise InvalidCalendarData(VALID_OBJECT, "a stored calendar object must not have METHOD (RFC 4791 §4.1)")
+    if str(cal.get("CALSCALE", "GREGORIAN")).upper() != "GREGORIAN":
+        raise InvalidCalendarData(VALID_DATA, "only the GREGORIAN calendar scale is supported")
+    components = [c for c in main_components(cal) if not c.name.startswith("X-")]
+    names = sorted({c.name for c in components})
+    if not names:
+        raise InvalidCalendarData(VALID_OBJECT, "the object holds no calendar component")
+    if len(names) > 1:
+        raise InvalidCalendarData(VALID_OBJECT, f"one component type per object, found {', '.join(names)}")
+    if names[0] not in COMPONENTS:
+        raise InvalidCalendarData(VALID_OBJECT, f"unsupported component {names[0]}")
+    uids = {str(c.get("UID", "")) for c in components}
+    if "" in uids:
+        raise InvalidCalendarData(VALID_OBJECT, f"every {names[0]} needs a UID")
+    if len(uids) > 1:
+        raise InvalidCalendarData(VALID_OBJECT, "all components of an object must share one UID")
+    if sum("RECURRENCE-ID" not in c for c in components) > 1:
+        raise InvalidCalendarData(VALID_OBJECT, "more than one component without RECURRENCE-ID for one UID")
+    return components
+
+
+def _check_component(comp: Any) -> None:
+    start = value_of(comp, "DTSTART")
+    # RFC 5545 §3.6.1: DTSTART is required in a VEVENT of an object without METHOD.
+    if comp.name == "VEVENT" and start is None:
+        raise InvalidCalendarData(VALID_DATA, "VEVENT without DTSTART")
+    if ("RRULE" in comp or "RDATE" in comp) and start is None:
+        raise InvalidCalendarData(VALID_DATA, f"{comp.name} with RRULE or RDATE but no DTSTART")
+    for rule in as_list(comp.get("RRULE")):
+        if "COUNT" in rule and "UNTIL" in rule:
+            raise InvalidCalendarData(VALID_DATA, "RRULE with both COUNT and UNTIL (RFC 5545 §3.3.10)")
+
+
+def _bounds(components: list[Any]) -> tuple[datetime | None, datetime | None]:
+    spans = [_span(c) for c in components]
+    for comp in components:
+        if "RECURRENCE-ID" not in comp and ("RRULE" in comp or "RDATE" in comp):
+            spans.append(_recurrence_span(comp, components))
+    starts = [s for s, _ in spans]
+    ends = [e for _, e in spans]
+    start = None if None in starts else min(s for s in starts if s is not None) - _SPARE
+    end = None if None in ends else max(e for e in ends if e is not None) + _SPARE
+    return start, end
+
+
+def _lower(value: Time) -> datetime:
+    floating = not isinstance(value, datetime) or value.tzinfo is None
+    return to_utc(value, None) - (_EARLIEST_ZONE if floating else timedelta(0))
+
+
+def _upper(value: Time) -> datetime:
+    floating = not isinstance(value, datetime) or value.tzinfo is None
+    return to_utc(value, None) + (_LATEST_ZONE if floating else timedelta(0))
+
+
+def _hull(values: list[Time]) -> tuple[datetime, datetime]:
+    return min(_lower(v) for v in values), max(_upper(v) for v in values)
+
+
+def _span(comp: Any) -> tuple[datetime | None, datetime | None]:
+    """Bounds of the component's own instance, following the rows of RFC 4791 §9.9."""
+    inst = own_instance(comp)
+    if comp.name == "VTODO" and inst.start is None and inst.end is None:
+        return _undated_todo_span(comp)
+    if comp.name == "VJOURNAL" and inst.start is not None:
+        return _hull([inst.start, add_duration(inst.start, timedelta(days=1)) if is_date(inst.start) else inst.start])
+    if comp.name == "VFREEBUSY" and (inst.start is None or inst.end is None):
+        periods = freebusy_periods(comp, UTC)
+        if not periods:
+            return None, None
+        return min(p[0] for p in periods), max(p[1] for p in periods)
+    dates = [v for v in (inst.start, inst.end) if v is not None]
+    return _hull(dates) if dates else (None, None)
+
+
+def _undated_todo_span(comp: Any) -> tuple[datetime | None, datetime | None]:
+    stamps = [v for v in (value_of(comp, "COMPLETED"), value_of(comp, "CREATED")) if v is not None]
+    if "COMPLETED" not in comp and stamps:
+        return _lower(stamps[0]), None  # only CREATED: matches every range ending after it
+    return _hull(stamps) if stamps else (None, None)
+
+
+def _recurrence_span(master: Any, components: list[Any]) -> tuple[datetime | None, datetime | None]:
+    """Bounds of everything the master's RRULE and RDATE generate."""
+    own = own_instance(master)
+    assert own.start is not None  # checked by _check_component
+    length = _length(master)
+    starts: list[Time] = [own.start]
+    ends: list[Time] = []
+    for rule in as_list(master.get("RRULE")):
+        last = _last_rule_start(rule, own.start)
+        if last is None:
+            return _lower(own.start), None
+        starts.append(last)
+    for rdate in _rdates(master):
+        if isinstance(rdate, tuple):
+            first, second = rdate
+            starts.append(first)
+            ends.append(first + second if isinstance(second, timedelta) else second)
+        else:
+            starts.append(rdate)
+    shift, longest = timedelta(0), length
+    for comp in components:
+        if is_thisandfuture(comp):
+            shift = max(shift, thisandfuture_shift(comp))
+            longest = max(longest, _length(comp))
+    low, high = _hull(starts + ends)
+    return low, high + shift + longest
+
+
+def _length(comp: Any) -> timedelta:
+    """How long one instance lasts (a DATE journal entry: its day, RFC 4791 §9.9)."""
+    inst = own_instance(comp)
+    if comp.name == "VJOURNAL" and is_date(inst.start):
+        return timedelta(days=1)
+    if inst.start is None or inst.end is None:
+        return timedelta(0)
+    return max(to_utc(inst.end, None) - to_utc(inst.start, None), timedelta(0))
+
+
+def _rdates(comp: Any) -> list[Any]:
+    return [item.dt for prop in as_list(comp.get("RDATE")) for item in prop.dts]
+
+
+def _last_rule_start(rule: Any, start: Time) -> Time | None:
+    """The last start an RRULE generates; None when endless or beyond the caps."""
+    counts = rule.get("COUNT")
+    untils = rule.get("UNTIL")
+    if not counts and not untils:
+        return None
+    if counts and int(counts[0]) > MAX_INSTANCES:
+        return None
+    # Recurrences are computed in the local time of DTSTART (RFC 5545 §3.3.10), naive here.
+    first = _wall_time(start)
+    until = _wall_until(untils[0], start) if untils else None
+    if until is not None and until.year > MAX_YEAR:
+        return None
+    text = ";".join(p for p in rule.to_ical().decode().split(";") if not p.upper().startswith("UNTIL="))
+    try:
+        generated = rrulestr(text, dtstart=first)
+    except (ValueError, TypeError) as exc:
+        raise InvalidCalendarData(VALID_DATA, f"RRULE cannot be evaluated: {exc}") from exc
+    last = first
+    for index, occurrence in enumerate(generated):
+        if until is not None and occurrence > until:
+            break
+        if index >= MAX_INSTANCES or occurrence.year > MAX_YEAR:
+            return None
+        last = occurrence
+    return _from_wall_time(last, start)
+
+
+def _wall_time(value: Time) -> datetime:
+    if not isinstance(value, datetime):
+        return datetime(value.year, value.month, value.day)
+    return value.replace(tzinfo=None)
+
+
+def _wall_until(until: Time, start: Time) -> datetime:
+    if not isinstance(until, datetime):
+        return datetime(until.year, until.month, until.day, 23, 59, 59)
+    if until.tzinfo is not None and isinstance(start, datetime) and start.tzinfo is not None:
+        return until.astimezone(start.tzinfo).replace(tzinfo=None)
+    return until.replace(tzinfo=None)
+
+
+def _from_wall_time(value: datetime, start: Time) -> Time:
+    if not isinstance(start, datetime):
+        return value.date()
+    return value.replace(tzinfo=start.tzinfo)

@@ -1,0 +1,304 @@
+"""Parsing iCalendar bytes (RFC 5545) into an ``icalendar`` tree, for validation and indexing only.
+
+The stored bytes are never rewritten (promise 3): everything here works on a private parse.
+
+Time zones are resolved per object. icalendar on its own resolves a TZID through a process-wide
+cache that keeps the *first* VTIMEZONE ever seen for each unknown TZID; Outlook names every
+custom zone "Customized Time Zone", so one user's definition would silently shift another user's
+events (promise 9). We therefore parse with TZID lookups switched off and attach zones ourselves:
+an IANA name wins, then the object's own VTIMEZONE (RFC 5545 §3.6.5), then the Windows and
+"globally unique" (§3.2.19) spellings of IANA names; anything else stays floating.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import re
+import zoneinfo
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta, tzinfo
+from typing import Any, ClassVar
+
+import x_wr_timezone
+from dateutil import tz as dateutil_tz
+from icalendar import Calendar
+from icalendar.parser.ical.calendar import CalendarIcalParser
+from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
+
+VALID_DATA = "valid-calendar-data"
+VALID_OBJECT = "valid-calendar-object-resource"
+
+# Properties that may carry TZID (RFC 5545 §3.2.19).
+TZID_PROPERTIES = ("DTSTART", "DTEND", "DUE", "RECURRENCE-ID", "RDATE", "EXDATE")
+
+# A broken value in one of these changes what the object means in time, so it is rejected;
+# a broken GEO or X- value is kept, as clients send those and we only index.
+_CRITICAL_PROPERTIES = frozenset(TZID_PROPERTIES) | {
+    "DURATION", "RRULE", "TRIGGER", "REPEAT", "FREEBUSY", "COMPLETED", "CREATED", "SEQUENCE",
+    "TZOFFSETFROM", "TZOFFSETTO",
+}
+
+_NAME = re.compile(r"[A-Za-z0-9-]+(?=[;:])")
+_LINE_BREAK = re.compile(r"\r\n|\n|\r")
+_FOLD = re.compile(rb"(?:\r\n|\n|\r)[ \t]")
+_BINARY = re.compile(r";(?:ENCODING=BASE64|VALUE=BINARY)(?=[;:])", re.IGNORECASE)
+_SLIM_OVER = 4096
+
+
+class InvalidCalendarData(ValueError):
+    """The body is not acceptable as a calendar object resource (RFC 4791 §5.3.2).
+
+    ``precondition`` names the CALDAV precondition to report: ``valid-calendar-data`` for bytes
+    that are not iCalendar, ``valid-calendar-object-resource`` for iCalendar that breaks §4.1.
+    """
+
+    def __init__(self, precondition: str, message: str) -> None:
+        super().__init__(message)
+        self.precondition = precondition
+
+
+class _LocalParser(CalendarIcalParser):
+    # No TZID lookups while parsing: values stay naive, their TZID parameter is kept, and
+    # _attach_zones resolves them against this object only.
+    datetime_names: ClassVar[tuple[str, ...]] = ()
+
+    def handle_end_component(self, vals: str) -> None:
+        # The base class registers every VTIMEZONE in icalendar's process-wide cache when the
+        # name it is given is "VTIMEZONE"; the name serves no other purpose there.
+        super().handle_end_component("")
+
+
+class _LocalCalendar(Calendar):
+    @classmethod
+    def _get_ical_parser(cls, st: str | bytes) -> _LocalParser:
+        return _LocalParser(st, cls._get_component_factory(), cls.types_factory)
+
+
+def parse(data: bytes, *, slim: bool = False) -> Any:
+    """Parse and check one iCalendar stream; raises InvalidCalendarData (valid-calendar-data).
+
+    ``slim`` leaves out the values of inline binary properties (ATTACH;ENCODING=BASE64): they
+    matter neither to the index nor to any filter, and icalendar reads long lines slowly.
+    """
+    lines = content_lines(decode(data), slim=slim)
+    try:
+        cal = _LocalCalendar.from_ical("".join(line + "\r\n" for line in lines))
+    # icalendar reports malformed input with assorted exception types; all mean "not iCalendar".
+    except Exception as exc:
+        raise InvalidCalendarData(VALID_DATA, f"not parseable as iCalendar: {exc}") from exc
+    _check_values(cal)
+    _attach_zones(cal)
+    return _apply_x_wr_timezone(cal)
+
+
+def decode(data: bytes) -> str:
+    """The unfolded text of ``data``.
+
+    Unfolding happens on the bytes, before decoding: RFC 5545 §3.1 warns that simple writers
+    fold inside a multi-octet UTF-8 sequence. Bytes that are not UTF-8 (§3.1.4) are indexed
+    with replacement characters rather than refused; the stored bytes are untouched either way.
+    """
+    return _FOLD.sub(b"", data).decode("utf-8", errors="replace").removeprefix("\ufeff")
+
+
+def logical_lines(text: str) -> Iterator[str]:
+    """The content lines of unfolded text, blank lines skipped."""
+    return (line for line in _LINE_BREAK.split(text) if line)
+
+
+def content_lines(text: str, *, slim: bool = False) -> list[str]:
+    """The lines of one VCALENDAR with balanced BEGIN/END (RFC 5545 §3.4, §3.6)."""
+    lines: list[str] = []
+    stack: list[str] = []
+    calendars = 0
+    for number, line in enumerate(logical_lines(text), start=1):
+        match = _NAME.match(line)
+        if match is None:
+            raise InvalidCalendarData(VALID_DATA, f"line {number} is not an iCalendar content line")
+        name = match.group().upper()
+        value = line[match.end() + 1:].strip().upper()
+        if not stack and not (name == "BEGIN" and value == "VCALENDAR"):
+            raise InvalidCalendarData(VALID_DATA, f"line {number}: expected BEGIN:VCALENDAR")
+        if name == "BEGIN":
+            if not stack:
+                calendars += 1
+            stack.append(value)
+        elif name == "END":
+            if stack[-1] != value:
+                raise InvalidCalendarData(VALID_DATA, f"line {number}: END:{value} closes BEGIN:{stack[-1]}")
+            stack.pop()
+        elif slim and len(line) > _SLIM_OVER:
+            line = _without_binary_value(line, match.end())
+        lines.append(line)
+    if calendars == 0:
+        raise InvalidCalendarData(VALID_DATA, "empty body, expected BEGIN:VCALENDAR")
+    if stack:
+        raise InvalidCalendarData(VALID_DATA, f"BEGIN:{stack[-1]} is never closed")
+    if calendars > 1:
+        raise InvalidCalendarData(VALID_OBJECT, "a calendar object resource holds one VCALENDAR")
+    return lines
+
+
+def _without_binary_value(line: str, name_end: int) -> str:
+    quoted = False
+    for index in range(name_end, len(line)):
+        char = line[index]
+        if char == '"':
+            quoted = not quoted
+        elif char == ":" and not quoted:
+            return line[:index + 1] if _BINARY.search(line, name_end, index + 1) else line
+    return line
+
+
+def _check_values(cal: Any) -> None:
+    for comp in cal.walk():
+        for name, message in comp.errors:
+            if name is None or name.upper() in _CRITICAL_PROPERTIES:
+                raise InvalidCalendarData(VALID_DATA, f"{comp.name} {name or 'line'}: {message}")
+
+
+def _attach_zones(cal: Any) -> None:
+    definitions = {str(c["TZID"]): c for c in cal.subcomponents if c.name == "VTIMEZONE" and "TZID" in c}
+    resolved: dict[str, tzinfo | None] = {}
+    for comp in cal.walk():
+        if comp.name in ("VTIMEZONE", "STANDARD", "DAYLIGHT"):
+            continue
+        for name in TZID_PROPERTIES:
+            for prop in as_list(comp.get(name)):
+                tzid = prop.params.get("TZID")
+                if tzid is None:
+                    continue
+                if tzid not in resolved:
+                    resolved[tzid] = _resolve_tzid(str(tzid), definitions)
+                _localize_property(prop, resolved[tzid])
+
+
+def as_list(value: Any) -> list[Any]:
+    """icalendar gives one property, or a list when the name repeats (EXDATE, ATTENDEE, ...)."""
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _localize_property(prop: Any, zone: tzinfo | None) -> None:
+    if zone is None:
+        return
+    for item in getattr(prop, "dts", None) or [prop]:
+        item.dt = _localize_value(item.dt, zone)
+
+
+def _localize_value(value: Any, zone: tzinfo) -> Any:
+    if isinstance(value, tuple):  # an RDATE PERIOD: (start, end or duration)
+        return tuple(_localize_value(part, zone) for part in value)
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=zone)
+    return value
+
+
+def _resolve_tzid(tzid: str, definitions: dict[str, Any]) -> tzinfo | None:
+    if tzid in _iana_names():
+        return zoneinfo.ZoneInfo(tzid)
+    definition = definitions.get(tzid)
+    if definition is not None:
+        text = _definition_text(definition)
+        zone = _zone_from_definition(text) if text is not None else None
+        if zone is not None:
+            return zone
+    windows = WINDOWS_TO_OLSON.get(tzid.strip())
+    if windows is not None:
+        return zoneinfo.ZoneInfo(windows)
+    # RFC 5545 §3.2.19 "globally unique" ids such as /mozilla.org/20050126_1/Europe/Berlin.
+    parts = tzid.strip("/").split("/")
+    for first in range(1, len(parts)):
+        candidate = "/".join(parts[first:])
+        if candidate in _iana_names():
+            return zoneinfo.ZoneInfo(candidate)
+    return None
+
+
+@functools.cache
+def _iana_names() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def _definition_text(vtimezone: Any) -> str | None:
+    """The VTIMEZONE reduced to what dateutil's strict reader accepts (it refuses the X-LIC-
+    LOCATION that most clients add), or None when an observance lacks a required property."""
+    lines = ["BEGIN:VTIMEZONE", f"TZID:{vtimezone['TZID']}"]
+    for rule in vtimezone.subcomponents:
+        if rule.name in ("STANDARD", "DAYLIGHT"):
+            observance = _observance_lines(rule)
+            if observance is None:
+                return None
+            lines += observance
+    lines.append("END:VTIMEZONE")
+    return "\r\n".join(lines) + "\r\n"
+
+
+def _observance_lines(rule: Any) -> list[str] | None:
+    start = getattr(rule.get("DTSTART"), "dt", None)
+    offset_from = getattr(rule.get("TZOFFSETFROM"), "td", None)
+    offset_to = getattr(rule.get("TZOFFSETTO"), "td", None)
+    if not isinstance(start, date) or offset_from is None or offset_to is None:
+        return None
+    lines = [f"BEGIN:{rule.name}", f"DTSTART:{_wall_clock(start)}",
+             f"TZOFFSETFROM:{_offset(offset_from)}", f"TZOFFSETTO:{_offset(offset_to)}"]
+    lines += [f"RRULE:{r.to_ical().decode()}" for r in as_list(rule.get("RRULE"))]
+    rdates = [_wall_clock(d.dt) for p in as_list(rule.get("RDATE")) for d in p.dts if isinstance(d.dt, date)]
+    if rdates:
+        lines.append(f"RDATE:{','.join(rdates)}")
+    lines.append(f"END:{rule.name}")
+    return lines
+
+
+def _wall_clock(value: date) -> str:
+    if not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day)
+    return value.strftime("%Y%m%dT%H%M%S")
+
+
+def _offset(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    sign = "-" if seconds < 0 else "+"
+    hours, rest = divmod(abs(seconds), 3600)
+    return f"{sign}{hours:02d}{rest // 60:02d}"
+
+
+# Keyed by the definition's text, so two objects share a zone only when they define it alike.
+@functools.lru_cache(maxsize=256)
+def _zone_from_definition(vtimezone: str) -> tzinfo | None:
+    try:
+        zone: tzinfo = dateutil_tz.tzical(io.StringIO(vtimezone)).get()
+    except ValueError:  # dateutil's reader reports every malformed definition so
+        return None
+    return zone
+
+
+def _apply_x_wr_timezone(cal: Any) -> Any:
+    # Google-style calendars name their zone in X-WR-TIMEZONE; recurring-ical-events applies
+    # it, so we do too, once, to keep every computation in this package consistent.
+    if "X-WR-TIMEZONE" not in cal:
+        return cal
+    try:
+        return x_wr_timezone.to_standard(cal)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return cal
+
+
+def main_components(cal: Any) -> list[Any]:
+    """The object's components: everything below VCALENDAR but VTIMEZONE (RFC 4791 §4.1)."""
+    return [c for c in cal.subcomponents if c.name != "VTIMEZONE"]
+
+
+def is_date(value: object) -> bool:
+    return isinstance(value, date) and not isinstance(value, datetime)
+
+
+def new_calendar(template: Any) -> Any:
+    """An empty VCALENDAR carrying the calendar-level properties of ``template``."""
+    out = Calendar()
+    for name, value in template.items():
+        out.add(name, value, encode=False)
+    return out
+

@@ -1,0 +1,1 @@
+"""WebDAV collection synchronization (RFC 6578) and CalendarServer's getctag."""

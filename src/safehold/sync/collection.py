@@ -1,0 +1,58 @@
+"""The sync-collection REPORT (RFC 6578 §3). Tokens come from the change log, so
+they survive restarts and never expire; an unknown token is 403 valid-sync-token."""
+
+from __future__ import annotations
+
+from lxml import etree
+
+from safehold.dav import xml
+from safehold.dav.backend import DavBackend, Node
+from safehold.dav.errors import DavError
+from safehold.dav.methods import propfind
+from safehold.dav.paths import href
+from safehold.dav.types import DavRequest, DavResponse
+from safehold.dav.xml import dav
+
+
+def handle(req: DavRequest, backend: DavBackend, node: Node, root: etree._Element) -> DavResponse:
+    if not node.is_collection or node.virtual:
+        raise DavError(403, "sync-collection needs a collection", condition="supported-report")
+    token_el = root.find(dav("sync-token"))
+    token = (token_el.text or "").strip() if token_el is not None else ""
+    level = (root.findtext(dav("sync-level")) or "1").strip()
+    if level not in ("1", "infinite"):
+        raise DavError(400, "sync-level must be 1 or infinite")
+    if level == "infinite" and node.kind == "collection":
+        # RFC 6578 §3.3: only members are reported; nested collections are not walked.
+        raise DavError(403, "sync-level infinite is not supported here",
+                       condition="sync-traversal-supported")
+    limit = None
+    nresults = root.findtext(f"{dav('limit')}/{dav('nresults')}")
+    if nresults is not None:
+        try:
+            limit = int(nresults.strip())
+        except ValueError as exc:
+            raise DavError(400, "DAV:nresults must be a number") from exc
+        if limit < 1:
+            raise DavError(400, "DAV:nresults must be positive")
+    prop = root.find(dav("prop"))
+    names = [str(p.tag) for p in prop if isinstance(p.tag, str)] if prop is not None else []
+    changes, new_token, truncated = backend.changes(node, token or None, limit)
+    live = backend.get_many([h for h, deleted in changes if not deleted])
+    ms = xml.multistatus()
+    for h, deleted in changes:
+        member = live.get(h)
+        if deleted or member is None:
+            resp = xml.sub(ms, dav("response"))
+            xml.sub(resp, dav("href"), href(h))
+            xml.sub(resp, dav("status"), xml.status_line(404))
+        else:
+            ms.append(propfind.response_for(member, backend, "prop", names))
+    if truncated:
+        # RFC 6578 §3.6: tell the client there is more; it asks again with the new token.
+        resp = xml.sub(ms, dav("response"))
+        xml.sub(resp, dav("href"), href(node.href))
+        xml.sub(resp, dav("status"), xml.status_line(507))
+        xml.sub(xml.sub(resp, dav("error")), dav("number-of-matches-within-limits"))
+    xml.sub(ms, dav("sync-token"), new_token)
+    return DavResponse(207, [("Content-Type", "application/xml; charset=utf-8")], xml.to_bytes(ms))

@@ -1,0 +1,182 @@
+"""Large bodies stream end to end: neither the client nor the server ever holds one
+in memory, the bytes come back exactly, identical bodies are stored once.
+
+The body (1 GiB by default; SAFEHOLD_LARGE_FILE_MB=N for N MiB) is generated on
+the fly, one MiB at a time, by SHAKE-128 in counter mode: deterministic (a second
+upload regenerates the same bytes without keeping the first), incompressible (so
+zstd cannot shrink it and the database really has to hold it) and hashed while it
+is sent. Run with -s to see the throughput and memory figures.
+
+The module runs its own server so that its peak RSS (VmHWM) reflects only the
+work done here; test_peak_rss runs last and covers every test before it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.server import PASSWORD, Server, add_user
+
+SIZE_MB = int(os.environ.get("SAFEHOLD_LARGE_FILE_MB") or 1024)
+MiB = 1 << 20
+SIZE = SIZE_MB * MiB
+RSS_LIMIT_KB = 150 * 1024  # 150 MiB
+HOME = "/dav/files/alice"
+TIMEOUT = httpx.Timeout(900.0, connect=10.0)  # the PUT answers after the store has the body
+# The store writes bodies in batches of 16 chunks of 1 MiB: sizes around a batch edge.
+_HWM_AT_START: dict[int, int] = {}  # server port -> VmHWM (KiB) once it answered /healthz
+BATCH_EDGE_SIZES = {"16MiB-1": 16 * MiB - 1, "16MiB": 16 * MiB, "16MiB+1": 16 * MiB + 1,
+                    "32MiB": 32 * MiB}
+
+
+def _body(tag: bytes, size: int, digest: hashlib._Hash) -> Iterator[bytes]:
+    """``size`` incompressible bytes, one MiB per block, hashed into ``digest``."""
+    for i, offset in enumerate(range(0, size, MiB)):
+        block = hashlib.shake_128(tag + i.to_bytes(8, "big")).digest(min(MiB, size - offset))
+        digest.update(block)
+        yield block
+
+
+def _client(server: Server) -> httpx.Client:
+    return httpx.Client(base_url=server.url, auth=("alice", PASSWORD), timeout=TIMEOUT)
+
+
+def _db_bytes(data_dir: Path) -> int:
+    return sum(p.stat().st_size for p in (data_dir / "safehold.db", data_dir / "safehold.db-wal")
+               if p.exists())
+
+
+def _rate(nbytes: int, seconds: float) -> str:
+    return f"{nbytes / MiB:.0f} MiB in {seconds:.1f} s = {nbytes / MiB / max(seconds, 1e-9):.1f} MiB/s"
+
+
+def _download(server: Server, path: str) -> tuple[int, str, float]:
+    """GET ``path`` streaming; return (status, sha256, seconds), asserting the length."""
+    digest = hashlib.sha256()
+    received = 0
+    started = time.monotonic()
+    with _client(server) as client, client.stream("GET", path) as resp:
+        if resp.status_code != 200:
+            resp.read()
+            raise AssertionError(f"GET {path} answered {resp.status_code}: {resp.text[:300]}")
+        for chunk in resp.iter_bytes():
+            digest.update(chunk)
+            received += len(chunk)
+        assert resp.headers.get("content-length") == str(received), \
+            f"Content-Length {resp.headers.get('content-length')} but {received} bytes received"
+    return received, digest.hexdigest(), time.monotonic() - started
+
+
+@dataclass
+class Upload:
+    path: str
+    sha256: str
+    size: int
+    seconds: float
+    db_before: int  # safehold.db + -wal before the upload
+    db_after: int
+
+
+@pytest.fixture(scope="module")
+def big_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    data = tmp_path_factory.mktemp("large") / "data"
+    add_user(data, "alice")
+    srv = Server(data).start()
+    _HWM_AT_START[srv.port] = srv.rss_kb()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        shutil.rmtree(data, ignore_errors=True)  # gigabytes; the server log stays next to it
+
+
+@pytest.fixture(scope="module")
+def uploaded(big_server: Server) -> Upload:
+    path = f"{HOME}/big-{SIZE_MB}MiB.bin"
+    digest = hashlib.sha256()
+    db_before = _db_bytes(big_server.data_dir)
+    started = time.monotonic()
+    with _client(big_server) as client:
+        # An explicit Content-Length: httpx streams the generator as is (no chunking).
+        resp = client.put(path, content=_body(b"large-1", SIZE, digest),
+                          headers={"Content-Length": str(SIZE),
+                                   "Content-Type": "application/octet-stream"})
+    seconds = time.monotonic() - started
+    assert resp.status_code == 201, (
+        f"PUT of {SIZE} bytes ({SIZE_MB} MiB) answered {resp.status_code}: {resp.text[:300]}\n"
+        f"server log:\n{big_server.log()[-3000:]}")
+    print(f"\nupload (Content-Length, until the 201): {_rate(SIZE, seconds)}")
+    return Upload(path, digest.hexdigest(), SIZE, seconds, db_before, _db_bytes(big_server.data_dir))
+
+
+@pytest.mark.parametrize("size", BATCH_EDGE_SIZES.values(), ids=BATCH_EDGE_SIZES.keys())
+def test_body_at_a_storage_batch_edge_round_trips(big_server: Server, size: int) -> None:
+    path = f"{HOME}/edge-{size}.bin"
+    digest = hashlib.sha256()
+    with _client(big_server) as client:
+        resp = client.put(path, content=_body(b"edge-%d" % size, size, digest),
+                          headers={"Content-Length": str(size)})
+    assert resp.status_code == 201, (
+        f"PUT of {size} bytes ({size / MiB:g} MiB) answered {resp.status_code}: {resp.text[:200]}\n"
+        f"server log:\n{big_server.log()[-2500:]}")
+    received, sha, _ = _download(big_server, path)
+    assert (received, sha) == (size, digest.hexdigest())
+
+
+def test_large_body_round_trips_streaming(big_server: Server, uploaded: Upload) -> None:
+    received, sha, seconds = _download(big_server, uploaded.path)
+    print(f"\ndownload (streaming, sha256 on the fly): {_rate(received, seconds)}")
+    assert received == uploaded.size
+    assert sha == uploaded.sha256, "the downloaded bytes differ from the uploaded ones"
+
+
+def test_identical_large_body_is_stored_once(big_server: Server, uploaded: Upload) -> None:
+    grown = uploaded.db_after - uploaded.db_before
+    # Otherwise the size comparison below would prove nothing.
+    assert grown >= 0.9 * SIZE, (
+        f"the first {SIZE_MB} MiB upload grew safehold.db+wal by only {grown / MiB:.1f} MiB: "
+        "the body is not stored in the database, or was compressed (it must be incompressible)")
+
+    copy = f"{HOME}/big-{SIZE_MB}MiB-copy.bin"
+    digest = hashlib.sha256()
+    before = _db_bytes(big_server.data_dir)
+    started = time.monotonic()
+    with _client(big_server) as client:
+        # No Content-Length this time: the same bytes, sent with chunked transfer coding.
+        resp = client.put(copy, content=_body(b"large-1", SIZE, digest))
+    seconds = time.monotonic() - started
+    assert resp.status_code == 201, f"second PUT answered {resp.status_code}: {resp.text[:300]}"
+    assert digest.hexdigest() == uploaded.sha256
+    after = _db_bytes(big_server.data_dir)
+    print(f"\nsecond upload of identical bytes (chunked): {_rate(SIZE, seconds)}; "
+          f"safehold.db+wal {before / MiB:.1f} -> {after / MiB:.1f} MiB")
+    slack = max(8 * MiB, SIZE // 20)
+    assert after - before <= slack, (
+        f"storing an identical {SIZE_MB} MiB body again grew safehold.db+wal by "
+        f"{(after - before) / MiB:.1f} MiB (allowed {slack / MiB:.1f} MiB): it was not deduplicated")
+
+    received, sha, seconds = _download(big_server, copy)
+    print(f"download of the copy: {_rate(received, seconds)}")
+    assert (received, sha) == (uploaded.size, uploaded.sha256)
+
+
+def test_peak_rss(big_server: Server, uploaded: Upload) -> None:
+    """Runs last: VmHWM is the peak over the server's whole life, so it covers the
+    uploads and downloads of every test above."""
+    peak_kb = big_server.rss_kb()
+    at_start = _HWM_AT_START.get(big_server.port, 0)
+    print(f"\nserver peak RSS (VmHWM) after streaming {SIZE_MB} MiB bodies: {peak_kb / 1024:.1f} MiB "
+          f"(VmHWM was {at_start / 1024:.1f} MiB once the server had started)")
+    assert peak_kb < RSS_LIMIT_KB, (
+        f"the server's peak RSS is {peak_kb / 1024:.1f} MiB (limit {RSS_LIMIT_KB / 1024:.0f} MiB; "
+        f"{at_start / 1024:.1f} MiB right after start) after streaming {SIZE_MB} MiB bodies: "
+        "something buffers a body in memory")

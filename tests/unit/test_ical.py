@@ -1,0 +1,375 @@
+"""core.formats.ical: validation and index fields (inspect_calendar), over a corpus of real
+client payloads and hand-made edge cases. Filters, expansion and free-busy have their own files;
+the small builders here are shared with them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import icalendar
+import pytest
+
+from safehold.core.formats import ical, ical_instances
+from safehold.core.formats.ical import CalendarInfo, CompFilter, InvalidCalendarData, inspect_calendar
+
+CORPUS = Path(__file__).resolve().parent.parent / "corpus" / "ical"
+VALID = sorted((CORPUS / "valid").glob("*.ics"))
+INVALID = sorted((CORPUS / "invalid").glob("*.ics"))
+SECOND = timedelta(seconds=1)
+
+
+def at(text: str) -> datetime:
+    """20240101T100000Z -> aware UTC datetime."""
+    return datetime.strptime(text, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+
+
+def calendar(*lines: str, top: tuple[str, ...] = ()) -> bytes:
+    """A VCALENDAR around ``lines`` (whole components), CRLF-terminated."""
+    head = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//safehold tests//EN", *top]
+    return "".join(f"{line}\r\n" for line in [*head, *lines, "END:VCALENDAR"]).encode()
+
+
+def component(name: str, *props: str, uid: str = "test-uid@example.org", subs: tuple[str, ...] = ()) -> list[str]:
+    return [f"BEGIN:{name}", f"UID:{uid}", "DTSTAMP:20240101T000000Z", *props, *subs, f"END:{name}"]
+
+
+def event(*props: str, **kw: object) -> bytes:
+    return calendar(*component("VEVENT", *props, **kw))  # type: ignore[arg-type]
+
+
+def todo(*props: str, **kw: object) -> bytes:
+    return calendar(*component("VTODO", *props, **kw))  # type: ignore[arg-type]
+
+
+def expect(start: str | None, end: str | None) -> tuple[datetime | None, datetime | None]:
+    """Index bounds as inspect_calendar reports them: exact instants, one second to spare."""
+    return (at(start) - SECOND if start else None, at(end) + SECOND if end else None)
+
+
+# -- the corpus ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", VALID, ids=lambda p: p.name)
+def test_every_valid_corpus_file_is_accepted_as_it_is(path: Path) -> None:
+    data = path.read_bytes()
+    info = inspect_calendar(data)
+    assert info.component in ("VEVENT", "VTODO", "VJOURNAL", "VFREEBUSY")
+    assert info.uid
+    for bound in (info.start, info.end):
+        assert bound is None or bound.utcoffset() == timedelta(0)
+    if info.start is not None and info.end is not None:
+        assert info.start <= info.end
+    assert ical.matches(data, CompFilter("VCALENDAR", comp_filters=(CompFilter(info.component),)))
+    # Nothing to limit means the stored bytes go out untouched.
+    assert ical.limit_recurrence_set(data, at("19000101T000000Z"), at("21000101T000000Z")) == data
+
+
+@pytest.mark.parametrize("path", INVALID, ids=lambda p: p.name)
+def test_every_invalid_corpus_file_is_refused_with_its_precondition(path: Path) -> None:
+    expected = path.name.split("__")[0]
+    assert expected in ("valid-calendar-data", "valid-calendar-object-resource")
+    with pytest.raises(InvalidCalendarData) as caught:
+        inspect_calendar(path.read_bytes())
+    assert caught.value.precondition == expected
+    assert str(caught.value)
+
+
+INDEX = {
+    # file: (component, start, end, recurring); bounds worked out by hand from the payload
+    "ios-event-berlin.ics": ("VEVENT", "20240415T080000Z", "20240415T093000Z", False),
+    "davx5-event-new-york.ics": ("VEVENT", "20240312T130000Z", "20240312T134500Z", False),
+    "thunderbird-event.ics": ("VEVENT", "20240603T120000Z", "20240603T133000Z", False),
+    "outlook-windows-tzid.ics": ("VEVENT", "20240618T080000Z", "20240618T090000Z", False),
+    "outlook-customized-time-zone.ics": ("VEVENT", "20240805T040000Z", "20240805T050000Z", False),
+    "evolution-globally-unique-tzid.ics": ("VEVENT", "20240710T160000Z", "20240710T180000Z", False),
+    "google-event.ics": ("VEVENT", "20240902T160000Z", "20240902T170000Z", False),
+    "khal-lf-line-endings.ics": ("VEVENT", "20240920T170000Z", "20240920T190000Z", False),
+    "long-folded-lines-non-ascii.ics": ("VEVENT", "20240808T100000Z", "20240808T120000Z", False),
+    "large-attachment-200k.ics": ("VEVENT", "20240405T130000Z", "20240405T140000Z", False),
+    "bom-and-latin1-bytes.ics": ("VEVENT", "20240301T090000Z", "20240301T100000Z", False),
+    "duration-event.ics": ("VEVENT", "20240515T150000Z", "20240515T163000Z", False),
+    # X-WR-TIMEZONE turns the floating times into Lisbon time (UTC+1 in July).
+    "x-wr-timezone-floating.ics": ("VEVENT", "20240705T190000Z", "20240705T210000Z", False),
+    # Floating and DATE values are widened from UTC+14 to UTC-12.
+    "floating-event.ics": ("VEVENT", "20240509T220000Z", "20240511T010000Z", False),
+    "allday-multiday.ics": ("VEVENT", "20240721T100000Z", "20240803T120000Z", False),
+    "allday-no-dtend.ics": ("VEVENT", "20241002T100000Z", "20241004T120000Z", False),
+    "allday-yearly-birthday.ics": ("VEVENT", "18151209T100000Z", None, True),
+    # 14 mornings at 06:30 New York time; the last one after the switch to EST.
+    "dst-daily-new-york.ics": ("VEVENT", "20241028T103000Z", "20241110T123000Z", True),
+    # UNTIL 07:30Z is 09:30 Berlin summer time, the last instance; the first is in winter time.
+    "recurring-overrides-exdate-berlin.ics": ("VEVENT", "20240307T083000Z", "20240502T080000Z", True),
+    # From the 15th on two hours later and 45 minutes long.
+    "recurring-thisandfuture.ics": ("VEVENT", "20240610T080000Z", "20240619T104500Z", True),
+    "rdate-periods.ics": ("VEVENT", "20240902T170000Z", "20240930T190000Z", True),
+    "orphan-override.ics": ("VEVENT", "20240412T140000Z", "20240412T150000Z", True),
+    "todo-no-dates.ics": ("VTODO", None, None, False),
+    "todo-due-alarm.ics": ("VTODO", "20240715T070000Z", "20240731T160000Z", False),
+    "todo-completed.ics": ("VTODO", "20240601T070000Z", "20240609T191500Z", False),
+    "todo-recurring.ics": ("VTODO", "20240105T150000Z", "20240322T160000Z", True),
+    "journal-jtx.ics": ("VJOURNAL", "20240515T100000Z", "20240517T120000Z", False),
+    "freebusy-published.ics": ("VFREEBUSY", "20240610T080000Z", "20240612T170000Z", False),
+}
+
+
+def test_the_expected_index_table_covers_the_whole_corpus() -> None:
+    assert sorted(INDEX) == [p.name for p in VALID]
+
+
+@pytest.mark.parametrize("name", sorted(INDEX))
+def test_corpus_index_fields(name: str) -> None:
+    component_name, start, end, recurring = INDEX[name]
+    info = inspect_calendar((CORPUS / "valid" / name).read_bytes())
+    assert (info.component, (info.start, info.end), info.recurring) == (
+        component_name, expect(start, end), recurring)
+
+
+def test_index_fields_of_an_ios_event() -> None:
+    info = inspect_calendar((CORPUS / "valid" / "ios-event-berlin.ics").read_bytes())
+    assert info == CalendarInfo("VEVENT", "3F1C2B8E-6A0D-4E9B-9C1F-7B5E2A4D9C01",
+                                *expect("20240415T080000Z", "20240415T093000Z"), False)
+
+
+def test_outlook_uid_longer_than_a_line_is_unfolded() -> None:
+    info = inspect_calendar((CORPUS / "valid" / "outlook-windows-tzid.ics").read_bytes())
+    assert info.uid == ("040000008200E00074C5B7101A82E00800000000D0B1F6C2B8BBDA01000000000000000"
+                        "010000000A3E4C8B0A4C2B14B9E3B8D7F1C1A2B3C")
+
+
+# -- line endings, folding, encodings ---------------------------------------------------------
+
+def test_lf_cr_and_crlf_line_endings_index_alike() -> None:
+    data = event("DTSTART:20240101T100000Z", "DTEND:20240101T110000Z")
+    infos = {inspect_calendar(data.replace(b"\r\n", sep)) for sep in (b"\r\n", b"\n", b"\r")}
+    assert len(infos) == 1
+
+
+def test_a_fold_inside_a_utf8_sequence_is_undone_before_decoding() -> None:
+    summary = "SUMMARY:Grüße".encode()
+    cut = summary.index("ü".encode()) + 1  # between the two octets of ü
+    data = event("DTSTART:20240101T100000Z").replace(
+        b"DTSTART", summary[:cut] + b"\r\n " + summary[cut:] + b"\r\nDTSTART")
+    assert ical.matches(data, _summary_contains("Grüße"))
+
+
+def test_text_that_is_not_utf8_is_indexed_not_refused() -> None:
+    data = (CORPUS / "valid" / "bom-and-latin1-bytes.ics").read_bytes()
+    assert ical.matches(data, _summary_contains("Besprechung M"))
+
+
+def _summary_contains(text: str) -> CompFilter:
+    from safehold.core.formats.ical import PropFilter
+    from safehold.core.formats.textmatch import TextMatch
+
+    return CompFilter("VCALENDAR", comp_filters=(
+        CompFilter("VEVENT", prop_filters=(PropFilter("SUMMARY", text_match=TextMatch(text)),)),))
+
+
+def test_inline_attachments_are_not_read_for_the_index(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = (CORPUS / "valid" / "large-attachment-200k.ics").read_bytes()
+    assert len(data) > 200_000
+    assert inspect_calendar(data).uid == "with-attachment@example.org"
+    assert b"ATTACH;ENCODING=BASE64" in ical.limit_recurrence_set(data, at("20240405T000000Z"),
+                                                                   at("20240406T000000Z"))
+
+
+def test_a_non_recurring_object_is_never_expanded(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object) -> None:
+        raise AssertionError("expansion is not needed to index a single event")
+
+    monkeypatch.setattr(ical_instances.RecurrenceSet, "__init__", refuse)
+    assert inspect_calendar(event("DTSTART:20240101T100000Z")).recurring is False
+
+
+# -- time zones -------------------------------------------------------------------------------
+
+def _zone(tzid: str, offset: str) -> list[str]:
+    return ["BEGIN:VTIMEZONE", f"TZID:{tzid}", "BEGIN:STANDARD", "DTSTART:16010101T000000",
+            f"TZOFFSETFROM:{offset}", f"TZOFFSETTO:{offset}", "END:STANDARD", "END:VTIMEZONE"]
+
+
+def test_a_custom_tzid_means_what_this_object_defines() -> None:
+    # Outlook names every custom zone "Customized Time Zone": one object's definition must not
+    # leak into another's (icalendar alone would keep the first definition it ever saw).
+    name = "Customized Time Zone"
+    east = calendar(*_zone(name, "+0500"), *component(
+        "VEVENT", f'DTSTART;TZID="{name}":20240101T100000', uid="east"))
+    west = calendar(*_zone(name, "-0300"), *component(
+        "VEVENT", f'DTSTART;TZID="{name}":20240101T100000', uid="west"))
+    assert inspect_calendar(east).start == at("20240101T050000Z") - SECOND
+    assert inspect_calendar(west).start == at("20240101T130000Z") - SECOND
+    assert inspect_calendar(east).start == at("20240101T050000Z") - SECOND
+
+
+def test_a_definition_with_vendor_properties_is_used() -> None:
+    # X-LIC-LOCATION, TZNAME, TZURL and LAST-MODIFIED are everywhere; dateutil alone refuses X-.
+    zone = ["BEGIN:VTIMEZONE", "TZID:Newfoundland Custom", "X-LIC-LOCATION:America/St_Johns",
+            "TZURL:http://tzurl.org/zoneinfo/America/St_Johns", "LAST-MODIFIED:20240101T000000Z",
+            "BEGIN:STANDARD", "DTSTART:19701101T020000", "RRULE:FREQ=YEARLY;BYMONTH=11;BYDAY=1SU",
+            "TZNAME:NST", "TZOFFSETFROM:-0230", "TZOFFSETTO:-0330", "X-VENDOR:1", "END:STANDARD",
+            "BEGIN:DAYLIGHT", "DTSTART:19700308T020000", "RRULE:FREQ=YEARLY;BYMONTH=3;BYDAY=2SU",
+            "TZNAME:NDT", "TZOFFSETFROM:-0330", "TZOFFSETTO:-0230", "END:DAYLIGHT", "END:VTIMEZONE"]
+    winter = calendar(*zone, *component("VEVENT", 'DTSTART;TZID="Newfoundland Custom":20240115T100000'))
+    summer = calendar(*zone, *component("VEVENT", 'DTSTART;TZID="Newfoundland Custom":20240715T100000'))
+    assert inspect_calendar(winter).start == at("20240115T133000Z") - SECOND
+    assert inspect_calendar(summer).start == at("20240715T123000Z") - SECOND
+
+
+def test_a_broken_definition_leaves_the_time_floating() -> None:
+    zone = ["BEGIN:VTIMEZONE", "TZID:Half Defined", "BEGIN:STANDARD", "DTSTART:16010101T000000",
+            "END:STANDARD", "END:VTIMEZONE"]
+    info = inspect_calendar(calendar(*zone, *component("VEVENT", 'DTSTART;TZID="Half Defined":20240101T100000')))
+    assert (info.start, info.end) == expect("20231231T200000Z", "20240101T220000Z")
+
+
+def test_parsing_leaves_icalendars_process_wide_zone_cache_alone() -> None:
+    tzid = "Safehold Private Test Zone"
+    inspect_calendar(calendar(*_zone(tzid, "+0130"), *component(
+        "VEVENT", f'DTSTART;TZID="{tzid}":20240101T100000')))
+    assert icalendar.timezone.tzp.timezone(tzid) is None
+
+
+def test_a_vtimezone_may_follow_the_component_using_it() -> None:
+    data = calendar(*component("VEVENT", 'DTSTART;TZID="After Zone":20240101T100000'),
+                    *_zone("After Zone", "+0200"))
+    assert inspect_calendar(data).start == at("20240101T080000Z") - SECOND
+
+
+@pytest.mark.parametrize("tzid", ["Europe/Berlin", "W. Europe Standard Time",
+                                  "/mozilla.org/20050126_1/Europe/Berlin",
+                                  "/freeassociation.sourceforge.net/Tzfile/Europe/Berlin"])
+def test_known_zone_spellings_resolve_without_a_vtimezone(tzid: str) -> None:
+    info = inspect_calendar(event(f'DTSTART;TZID="{tzid}":20240701T100000'))
+    assert info.start == at("20240701T080000Z") - SECOND
+
+
+def test_an_unusable_x_wr_timezone_is_ignored() -> None:
+    data = calendar(*component("VEVENT", "DTSTART:20240701T100000"), top=("X-WR-TIMEZONE:Mars/Olympus_Mons",))
+    assert inspect_calendar(data).start == at("20240630T200000Z") - SECOND
+
+
+def test_an_unknown_tzid_without_definition_is_read_as_floating() -> None:
+    info = inspect_calendar(event('DTSTART;TZID="Atlantis/Capital":20240701T100000'))
+    assert (info.start, info.end) == expect("20240630T200000Z", "20240701T220000Z")
+
+
+# -- recurrence bounds -------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("rule", "end"), [
+    ("FREQ=DAILY;COUNT=3", "20240103T110000Z"),
+    ("FREQ=WEEKLY;UNTIL=20240122T100000Z", "20240122T110000Z"),
+    ("FREQ=WEEKLY;UNTIL=20240121T235959Z", "20240115T110000Z"),
+    ("FREQ=MONTHLY;BYMONTHDAY=31;COUNT=3", "20240531T110000Z"),  # Jan, Mar, May
+    ("FREQ=YEARLY;COUNT=150", "21730101T110000Z"),
+    ("FREQ=DAILY;COUNT=10000", "20510518T110000Z"),
+    ("FREQ=DAILY", None),
+    ("FREQ=DAILY;COUNT=10001", None),
+    ("FREQ=HOURLY;UNTIL=20300101T000000Z", None),
+    ("FREQ=YEARLY;COUNT=300", None),
+    ("FREQ=YEARLY;UNTIL=23000101T000000Z", None),
+])
+def test_recurrence_end(rule: str, end: str | None) -> None:
+    info = inspect_calendar(event("DTSTART:20240101T100000Z", "DTEND:20240101T110000Z", f"RRULE:{rule}"))
+    assert info.recurring
+    assert (info.start, info.end) == expect("20240101T100000Z", end)
+
+
+def test_recurrence_follows_local_time_across_dst() -> None:
+    info = inspect_calendar(event("DTSTART;TZID=Europe/Berlin:20240301T090000",
+                                  "DTEND;TZID=Europe/Berlin:20240301T100000",
+                                  "RRULE:FREQ=MONTHLY;COUNT=3"))
+    # 1 May, 09:00 summer time = 07:00Z.
+    assert (info.start, info.end) == expect("20240301T080000Z", "20240501T080000Z")
+
+
+def test_an_until_in_utc_with_a_floating_start_is_tolerated() -> None:
+    info = inspect_calendar(event("DTSTART:20240101T100000", "RRULE:FREQ=DAILY;UNTIL=20240103T100000Z"))
+    assert info.end == at("20240103T100000Z") + timedelta(hours=12) + SECOND
+
+
+def test_all_day_recurrence_with_date_until() -> None:
+    info = inspect_calendar(event("DTSTART;VALUE=DATE:20240101", "RRULE:FREQ=DAILY;UNTIL=20240105"))
+    assert info.end == at("20240106T120000Z") + SECOND
+
+
+def test_rdate_before_dtstart_extends_the_start() -> None:
+    info = inspect_calendar(event("DTSTART:20240110T100000Z", "RDATE:20240105T100000Z"))
+    assert (info.start, info.end) == expect("20240105T100000Z", "20240110T100000Z")
+
+
+def test_an_override_moved_before_the_series_extends_the_start() -> None:
+    data = calendar(
+        *component("VEVENT", "DTSTART:20240110T100000Z", "DURATION:PT1H", "RRULE:FREQ=DAILY;COUNT=2"),
+        *component("VEVENT", "RECURRENCE-ID:20240111T100000Z", "DTSTART:20240101T100000Z",
+                   "DURATION:PT1H"))
+    info = inspect_calendar(data)
+    assert (info.start, info.end, info.recurring) == (*expect("20240101T100000Z", "20240111T110000Z"), True)
+
+
+def test_exdate_keeps_the_object_valid() -> None:
+    info = inspect_calendar(event("DTSTART:20240101T100000Z", "RRULE:FREQ=DAILY;COUNT=3",
+                                  "EXDATE:20240102T100000Z"))
+    assert info.recurring
+
+
+# -- VTODO, VJOURNAL, VFREEBUSY bounds (RFC 4791 §9.9 rows) -----------------------------------
+
+@pytest.mark.parametrize(("props", "start", "end"), [
+    (("DTSTART:20240101T100000Z", "DUE:20240101T120000Z"), "20240101T100000Z", "20240101T120000Z"),
+    (("DTSTART:20240101T100000Z", "DURATION:PT2H"), "20240101T100000Z", "20240101T120000Z"),
+    (("DTSTART:20240101T100000Z",), "20240101T100000Z", "20240101T100000Z"),
+    (("DUE:20240101T120000Z",), "20240101T120000Z", "20240101T120000Z"),
+    (("COMPLETED:20240105T120000Z", "CREATED:20240101T080000Z"), "20240101T080000Z", "20240105T120000Z"),
+    (("COMPLETED:20240105T120000Z",), "20240105T120000Z", "20240105T120000Z"),
+    (("CREATED:20240101T080000Z",), "20240101T080000Z", None),
+    ((), None, None),
+])
+def test_todo_bounds(props: tuple[str, ...], start: str | None, end: str | None) -> None:
+    info = inspect_calendar(todo(*props))
+    assert (info.component, info.start, info.end) == ("VTODO", *expect(start, end))
+
+
+def test_journal_without_dtstart_has_no_bounds() -> None:
+    info = inspect_calendar(calendar(*component("VJOURNAL", "SUMMARY:note")))
+    assert (info.component, info.start, info.end) == ("VJOURNAL", None, None)
+
+
+def test_freebusy_with_dtstart_and_dtend() -> None:
+    info = inspect_calendar(calendar(*component(
+        "VFREEBUSY", "DTSTART:20240101T000000Z", "DTEND:20240108T000000Z",
+        "FREEBUSY:20240102T100000Z/PT1H")))
+    assert (info.start, info.end) == expect("20240101T000000Z", "20240108T000000Z")
+
+
+# -- refusals that need no corpus file --------------------------------------------------------
+
+@pytest.mark.parametrize(("data", "precondition"), [
+    (calendar(*component("VEVENT", "DTSTART:20240101T100000Z"), top=("CALSCALE:JULIAN",)),
+     "valid-calendar-data"),
+    (calendar(*component("VEVENT", "DTSTART:20240101T100000Z", "RECURRENCE-ID:20240101T100000Z"),
+              *component("VEVENT", "DTSTART:20240101T100000Z", uid="other")),
+     "valid-calendar-object-resource"),
+    (calendar(*component("VEVENT", "DTSTART:20240101T100000Z", uid="")), "valid-calendar-object-resource"),
+    (event("DTSTART:20240101T100000Z", "DURATION:soon"), "valid-calendar-data"),
+    (event("DTSTART:20240101T100000Z", "EXDATE:yesterday"), "valid-calendar-data"),
+    (event("DTSTART:20240101T100000Z", "RRULE:FREQ=DAILY;BYSETPOS=400"), "valid-calendar-data"),
+    (event("DTSTART:20240101T100000Z", "SEQUENCE:two"), "valid-calendar-data"),
+    (event("DTSTART:20240101T100000Z").replace(b"END:VEVENT", b"END:VEVENT\r\nBEGIN:VTODO"),
+     "valid-calendar-data"),
+])
+def test_refused(data: bytes, precondition: str) -> None:
+    with pytest.raises(InvalidCalendarData) as caught:
+        inspect_calendar(data)
+    assert caught.value.precondition == precondition
+
+
+def test_x_components_and_properties_are_kept_out_of_the_way() -> None:
+    data = calendar(*component("VEVENT", "DTSTART:20240101T100000Z", "X-FOO;X-BAR=1:baz", "GEO:not-a-geo"),
+                    "BEGIN:X-VENDOR-THING", "X-A:1", "END:X-VENDOR-THING")
+    assert inspect_calendar(data).component == "VEVENT"
+
+
+def test_invalid_calendar_data_is_a_value_error_with_a_message() -> None:
+    exc = InvalidCalendarData("valid-calendar-data", "broken")
+    assert isinstance(exc, ValueError)
+    assert (exc.precondition, str(exc)) == ("valid-calendar-data", "broken")
