@@ -6,6 +6,7 @@ import click
 
 from safehold import __version__
 from safehold.cli.check import check
+from safehold.cli.history import history, restore_user, rollback, undelete
 from safehold.cli.serve import serve
 from safehold.cli.user import user
 
@@ -19,3 +20,7 @@ def main() -> None:
 main.add_command(serve)
 main.add_command(user)
 main.add_command(check)
+main.add_command(history)
+main.add_command(undelete)
+main.add_command(rollback)
+main.add_command(restore_user)

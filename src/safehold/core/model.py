@@ -104,3 +104,35 @@ def load_props(text: str) -> dict[str, str]:
 
 def parent_of(path: str) -> str:
     return path.rsplit("/", 1)[0] if "/" in path else ""
+
+
+@dataclass(frozen=True)
+class Version:
+    """One immutable version of a resource, with who made it (a history entry)."""
+
+    id: int
+    seq: int
+    path: str
+    kind: str
+    op: str
+    deleted: bool
+    blob_hash: str | None
+    size: int
+    etag: str
+    content_type: str | None
+    props: dict[str, str] = field(hash=False)
+    at: float
+    actor: str | None  # principal name, None for the server itself
+    user_agent: str | None
+    request_id: str | None
+    change_op: str  # the op of the change this version belongs to (e.g. "restore")
+
+
+@dataclass(frozen=True)
+class RestoreOp:
+    """One step of a restore: bring ``path`` back to ``source`` or delete it."""
+
+    path: str
+    action: str  # "create", "revert" or "delete"
+    source: Version | None  # the version whose content comes back (None for delete)
+    index: ItemIndex | None = None

@@ -25,7 +25,6 @@ from safehold.core.formats.ical_freebusy import freebusy
 from safehold.core.formats.ical_instances import (
     RecurrenceSet,
     Time,
-    add_duration,
     freebusy_periods,
     is_recurring_set,
     is_thisandfuture,
@@ -90,10 +89,9 @@ def inspect_calendar(data: bytes) -> CalendarInfo:
     for comp in components:
         _check_component(comp)
     recurring = is_recurring_set(components)
+    if recurring:
+        RecurrenceSet(components, None)  # what is accepted must be expandable when a query meets it
     start, end = _bounds(components)
-    if recurring and start is not None:
-        # What is accepted must be expandable later, when a query meets it.
-        RecurrenceSet(components, None).between(start, start + timedelta(days=1))
     return CalendarInfo(components[0].name, str(components[0]["UID"]), start, end, recurring)
 
 
@@ -165,7 +163,8 @@ def _span(comp: Any) -> tuple[datetime | None, datetime | None]:
     if comp.name == "VTODO" and inst.start is None and inst.end is None:
         return _undated_todo_span(comp)
     if comp.name == "VJOURNAL" and inst.start is not None:
-        return _hull([inst.start, add_duration(inst.start, timedelta(days=1)) if is_date(inst.start) else inst.start])
+        low, high = _hull([inst.start])
+        return low, high + _length(comp)
     if comp.name == "VFREEBUSY" and (inst.start is None or inst.end is None):
         periods = freebusy_periods(comp, UTC)
         if not periods:

@@ -151,7 +151,7 @@ def _without_blocks(data: bytes, keep: list[bool]) -> bytes | None:
     out: list[bytes] = []
     depth, index, dropping = 0, -1, False
     for line in lines:
-        name = line.rstrip(b"\r\n").upper()
+        name = line.rstrip(b"\r\n").upper().removeprefix(b"\xef\xbb\xbf")
         if line[:1] not in (b" ", b"\t"):
             if name.startswith(b"BEGIN:"):
                 depth += 1

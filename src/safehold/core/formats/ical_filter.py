@@ -23,6 +23,7 @@ from safehold.core.formats.ical_instances import (
     ONE_DAY,
     Instance,
     RecurrenceSet,
+    TooManyInstances,
     alarm_triggers,
     by_uid,
     chunks,
@@ -75,10 +76,16 @@ def matches(data: bytes, flt: CompFilter, floating_tz: tzinfo | None = None) -> 
     DATE and floating values are read in ``floating_tz`` (the calendar-timezone, RFC 4791 §7.3),
     UTC when None. Inline binary values (ATTACH;ENCODING=BASE64) are not text-matched. Raises
     textmatch.UnsupportedCollation before looking at the data, and InvalidCalendarData if the
-    data cannot be parsed or its recurrence cannot be expanded.
+    data cannot be parsed or its recurrence cannot be expanded. An object whose recurrence is
+    too dense to expand (ical_instances.MAX_EXPANDED instances in a year) matches.
     """
     _check_collations(flt)
-    return _Matcher(parse(data, slim=True), floating_tz).calendar(flt)
+    try:
+        return _Matcher(parse(data, slim=True), floating_tz).calendar(flt)
+    except TooManyInstances:
+        # So dense a recurrence has instances in every range; listing it is the safe error
+        # (a client may delete what a query leaves out, promise 8).
+        return True
 
 
 def _check_collations(flt: CompFilter) -> None:

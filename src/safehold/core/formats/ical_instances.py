@@ -9,6 +9,7 @@ edges (VTODO ends are inclusive, a DATE journal lasts a day, a VTODO without dat
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
@@ -29,11 +30,17 @@ HORIZON_END = datetime(2200, 1, 1, tzinfo=UTC)
 MARGIN = timedelta(days=2)
 ONE_DAY = timedelta(days=1)
 _MAX_ALARM_REPEAT = 1000
+# Instances one expansion may produce; beyond, the work is refused rather than done for minutes.
+MAX_EXPANDED = 100_000
 
 _ADAPTERS: dict[str, Any] = {"VEVENT": EventAdapter, "VTODO": TodoAdapter, "VJOURNAL": JournalAdapter}
 _EXPANSION_ERRORS = (ValueError, TypeError, KeyError, OverflowError)
 
 Time = date | datetime
+
+
+class TooManyInstances(InvalidCalendarData):
+    """A recurrence too dense to expand over the range asked for (FREQ=SECONDLY and the like)."""
 
 
 @dataclass(frozen=True)
@@ -139,9 +146,11 @@ class RecurrenceSet:
         if start >= end:
             return []
         try:
-            occurrences = list(self._series.between(start, end))
+            occurrences = list(itertools.islice(self._series.between(start, end), MAX_EXPANDED + 1))
         except _EXPANSION_ERRORS as exc:
             raise InvalidCalendarData(VALID_DATA, f"cannot expand the recurrence: {exc}") from exc
+        if len(occurrences) > MAX_EXPANDED:
+            raise TooManyInstances(VALID_DATA, f"more than {MAX_EXPANDED} instances between {start} and {end}")
         return [self._instance(occurrence) for occurrence in occurrences]
 
     def _instance(self, occurrence: Any) -> Instance:
