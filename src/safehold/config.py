@@ -24,6 +24,11 @@ class Settings:
     max_xml_bytes: int = 1 << 20  # XML request bodies (PROPFIND, LOCK, ...)
     auth_cache_seconds: int = 60  # how long a verified password is remembered
     log_level: str = "info"
+    guard_mode: str = "record"  # mass-deletion guard: off, record, strict
+    guard_min_items: int = 10
+    guard_share: float = 0.25
+    guard_window_seconds: int = 600
+    retention_days: int = 365  # every version kept this long, then the last of each day
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -46,6 +51,8 @@ def _coerce(name: str, value: Any) -> Any:
             return Path(str(value))
         if kind == "int":
             return int(value)
+        if kind == "float":
+            return float(value)
         return str(value)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"setting {name!r}: {value!r} is not a valid {kind}") from exc
@@ -75,4 +82,9 @@ def load(config_file: str | None = None, overrides: dict[str, Any] | None = None
     for key, value in (overrides or {}).items():
         if value is not None:
             values[key] = _coerce(key, value)
-    return replace(Settings(), **values)
+    settings = replace(Settings(), **values)
+    if settings.guard_mode not in ("off", "record", "strict"):
+        raise ConfigError(f"guard_mode must be off, record or strict, not {settings.guard_mode!r}")
+    if not 0 < settings.guard_share <= 1:
+        raise ConfigError("guard_share must be a fraction between 0 and 1, e.g. 0.25")
+    return settings

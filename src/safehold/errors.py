@@ -5,6 +5,7 @@
     ├── StoreError             the database misbehaved
     │   ├── StoreUnavailable   cannot open / schema not current
     │   └── SelfTestFailed     startup self-test refused the store
+    ├── ArchiveError           an export archive or import file is unusable (says why)
     ├── UserError              principal management (CLI-facing)
     │   ├── UnknownUser
     │   └── UserExists
@@ -39,6 +40,10 @@ class StoreUnavailable(StoreError):
 
 
 class SelfTestFailed(StoreError):
+    pass
+
+
+class ArchiveError(SafeholdError):
     pass
 
 

@@ -6,6 +6,7 @@ import click
 
 from safehold import __version__
 from safehold.cli.check import check
+from safehold.cli.incidents import incident, incidents
 from safehold.cli.history import history, restore_user, rollback, undelete
 from safehold.cli.serve import serve
 from safehold.cli.user import user
@@ -24,3 +25,5 @@ main.add_command(history)
 main.add_command(undelete)
 main.add_command(rollback)
 main.add_command(restore_user)
+main.add_command(incidents)
+main.add_command(incident)

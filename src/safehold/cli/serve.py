@@ -8,7 +8,9 @@ import click
 import uvicorn
 
 from safehold.cli.common import common_options
-from safehold.config import Settings, load
+from dataclasses import replace
+
+from safehold.config import Settings
 from safehold.errors import SafeholdError
 from safehold.http.app import build
 
@@ -19,13 +21,7 @@ from safehold.http.app import build
 @common_options
 def serve(host: str | None, port: int | None, settings: Settings) -> None:
     """Run the server (creates the database on first use)."""
-    if host or port:
-        settings = load(None, {"data_dir": settings.data_dir, "database_url": settings.database_url,
-                               "host": host or settings.host, "port": port or settings.port,
-                               "max_body_bytes": settings.max_body_bytes,
-                               "max_xml_bytes": settings.max_xml_bytes,
-                               "auth_cache_seconds": settings.auth_cache_seconds,
-                               "log_level": settings.log_level}, environ={})
+    settings = replace(settings, host=host or settings.host, port=port or settings.port)
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:

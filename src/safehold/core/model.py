@@ -136,3 +136,21 @@ class RestoreOp:
     action: str  # "create", "revert" or "delete"
     source: Version | None  # the version whose content comes back (None for delete)
     index: ItemIndex | None = None
+
+
+@dataclass(frozen=True)
+class Incident:
+    """A burst of deletions by one client in one collection (DESIGN promise 8)."""
+
+    id: int
+    owner_id: int
+    collection: str
+    actor_id: int | None
+    user_agent: str
+    opened_at: float
+    first_seq: int
+    last_seq: int
+    count: int
+    state: str  # "open", "undone" or "confirmed"
+    resolved_at: float | None = None
+    undo_seq: int | None = None

@@ -18,7 +18,9 @@ from safehold import __version__
 from safehold.config import Settings
 from safehold.core.model import Actor
 from safehold import caldav, carddav
+from safehold.core.guard import Guard, Policy
 from safehold.core.users import ensure_homes
+from safehold.store.incidents import Incidents
 from safehold.dav import handler as dav_handler
 from safehold.dav import xml
 from safehold.dav.methods import options, report
@@ -88,6 +90,9 @@ class App:
         self.store = store
         self.auth = Authenticator(store, ttl=settings.auth_cache_seconds)
         self.lineage = store.lineage()
+        self.guard = Guard(Incidents(store), Policy(
+            settings.guard_mode, settings.guard_min_items, settings.guard_share,
+            float(settings.guard_window_seconds)))
         self._homes_checked: set[int] = set()
         install_protocols()
 
@@ -180,7 +185,7 @@ class App:
             # Accounts made by an older release get the homes they lack.
             await anyio.to_thread.run_sync(ensure_homes, self.store, principal, actor)
             self._homes_checked.add(principal.id)
-        backend = StoreDavBackend(self.store, principal, actor, self.lineage)
+        backend = StoreDavBackend(self.store, principal, actor, self.lineage, self.guard)
         if not backend.allowed(path):
             # The same answer whether or not the other user or resource exists.
             return _text(404, "not found")

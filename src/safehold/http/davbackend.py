@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import NoReturn
 
 from safehold.caldav.props import supported_components
+from safehold.core.guard import DeletionRefused, Guard
 from safehold.core.items import CALDAV, CARDDAV, MAX_ITEM_BYTES, InvalidItem, index_for
 from safehold.core.model import (
     ADDRESSBOOK, CALENDAR, COLLECTION, Actor, Body, ItemIndex, Lock, Principal, Resource,
@@ -37,11 +38,13 @@ def _raise(exc: DomainError) -> NoReturn:
 
 
 class StoreDavBackend:
-    def __init__(self, store: Store, principal: Principal, actor: Actor, lineage: str) -> None:
+    def __init__(self, store: Store, principal: Principal, actor: Actor, lineage: str,
+                 guard: Guard | None = None) -> None:
         self.store = store
         self.principal = principal
         self.actor = actor
         self.lineage = lineage
+        self.guard = guard
 
     # -- access ----------------------------------------------------------------
 
@@ -161,8 +164,18 @@ class StoreDavBackend:
         path = self._writable(href)
         if self._is_home(href):
             raise DavError(403, "a home collection cannot be deleted")
+        parent = path.rsplit("/", 1)[0]
+        guarded = self.guard is not None and not href.endswith("/") and len(parent.split("/")) > 2
         try:
+            if guarded:
+                assert self.guard is not None
+                self.guard.before_delete(parent, self.actor)
             self.store.delete(path, self.actor, if_match=if_match)
+            if guarded:
+                assert self.guard is not None
+                self.guard.after_delete(self.principal.id, parent, self.actor)
+        except DeletionRefused as exc:
+            raise DavError(503, str(exc), headers=[("Retry-After", "3600")]) from exc
         except DomainError as exc:
             _raise(exc)
 

@@ -132,6 +132,45 @@ item_index = sa.Table(
     sa.Index("ix_item_index_range", "collection", "component", "start"),
 )
 
+# Mass-deletion incidents (revision 0003): one burst of deletions by one client.
+incident = sa.Table(
+    "incident",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("owner_id", sa.Integer, nullable=False),
+    sa.Column("collection", Path, nullable=False),
+    sa.Column("actor_id", sa.Integer, nullable=True),
+    sa.Column("user_agent", sa.Text, nullable=False),
+    sa.Column("opened_at", sa.Float, nullable=False),
+    sa.Column("first_seq", sa.BigInteger, nullable=False),
+    sa.Column("last_seq", sa.BigInteger, nullable=False),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # open, undone, confirmed
+    sa.Column("resolved_at", sa.Float, nullable=True),
+    sa.Column("undo_seq", sa.BigInteger, nullable=True),
+    sa.Index("ix_incident_owner", "owner_id", "state"),
+)
+
+# Retention (revision 0003): versions whose content was pruned. The version and
+# change rows stay (sync tokens and history need them); only unreferenced blobs go.
+pruned = sa.Table(
+    "pruned",
+    metadata,
+    sa.Column("version_id", sa.BigInteger, primary_key=True),
+    sa.Column("pruned_at", sa.Float, nullable=False),
+    sa.Column("run_id", sa.Integer, nullable=False),
+)
+
+prune_run = sa.Table(
+    "prune_run",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("versions", sa.Integer, nullable=False),
+    sa.Column("blobs", sa.Integer, nullable=False),
+    sa.Column("bytes", sa.BigInteger, nullable=False),
+)
+
 lock = sa.Table(
     "dav_lock",
     metadata,

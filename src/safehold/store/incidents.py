@@ -1,0 +1,96 @@
+"""Mass-deletion incidents: the store side of core.guard."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from safehold.core.model import Incident
+from safehold.store.repo import Store
+from safehold.store.schema import change, incident, resource, version
+
+
+def _incident(r: Any) -> Incident:
+    return Incident(id=int(r.id), owner_id=int(r.owner_id), collection=r.collection,
+                    actor_id=r.actor_id, user_agent=r.user_agent, opened_at=float(r.opened_at),
+                    first_seq=int(r.first_seq), last_seq=int(r.last_seq), count=int(r.count),
+                    state=r.state, resolved_at=r.resolved_at, undo_seq=r.undo_seq)
+
+
+class Incidents:
+    """What core.guard.GuardPort needs, on the store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def recent_deletes(self, collection: str, actor_id: int | None, user_agent: str,
+                       since: float) -> tuple[int, int, int]:
+        """(count, first seq, last seq) of member deletions by this client since ``since``."""
+        def q(c: Connection) -> tuple[int, int, int]:
+            row = c.execute(
+                sa.select(sa.func.count(sa.distinct(version.c.path)), sa.func.min(version.c.seq),
+                          sa.func.max(version.c.seq))
+                .join(change, change.c.seq == version.c.seq)
+                .where(version.c.parent == collection, version.c.deleted.is_(True),
+                       change.c.op == "delete", change.c.at >= since,
+                       change.c.actor_id == actor_id if actor_id is not None
+                       else change.c.actor_id.is_(None),
+                       change.c.user_agent == user_agent)).one()
+            return int(row[0] or 0), int(row[1] or 0), int(row[2] or 0)
+        return self.store._read(q)
+
+    def member_count(self, collection: str) -> int:
+        return self.store._read(lambda c: int(c.execute(
+            sa.select(sa.func.count()).select_from(resource)
+            .where(resource.c.parent == collection)).scalar() or 0))
+
+    def find_open(self, collection: str, actor_id: int | None, user_agent: str) -> Incident | None:
+        def q(c: Connection) -> Incident | None:
+            row = c.execute(sa.select(incident).where(
+                incident.c.collection == collection, incident.c.user_agent == user_agent,
+                incident.c.state == "open",
+                incident.c.actor_id == actor_id if actor_id is not None
+                else incident.c.actor_id.is_(None)).order_by(incident.c.id.desc())).first()
+            return _incident(row) if row else None
+        return self.store._read(q)
+
+    def save(self, inc: Incident) -> Incident:
+        values = dict(owner_id=inc.owner_id, collection=inc.collection, actor_id=inc.actor_id,
+                      user_agent=inc.user_agent, opened_at=inc.opened_at, first_seq=inc.first_seq,
+                      last_seq=inc.last_seq, count=inc.count, state=inc.state,
+                      resolved_at=inc.resolved_at, undo_seq=inc.undo_seq)
+
+        def tx(c: Connection) -> Incident:
+            if inc.id:
+                c.execute(sa.update(incident).where(incident.c.id == inc.id).values(**values))
+                return inc
+            new_id = int(c.execute(sa.insert(incident).values(**values)).inserted_primary_key[0])  # type: ignore[index]
+            return _incident(c.execute(sa.select(incident).where(incident.c.id == new_id)).one())
+        return self.store._write(tx)
+
+    def get(self, incident_id: int) -> Incident | None:
+        row = self.store._read(lambda c: c.execute(
+            sa.select(incident).where(incident.c.id == incident_id)).first())
+        return _incident(row) if row else None
+
+    def for_owner(self, owner_id: int) -> list[Incident]:
+        rows = self.store._read(lambda c: c.execute(
+            sa.select(incident).where(incident.c.owner_id == owner_id)
+            .order_by(incident.c.id.desc())).all())
+        return [_incident(r) for r in rows]
+
+    def deleted_paths(self, inc: Incident) -> list[str]:
+        """The members this client deleted during the incident, in order."""
+        def q(c: Connection) -> list[str]:
+            rows = c.execute(
+                sa.select(version.c.path).join(change, change.c.seq == version.c.seq)
+                .where(version.c.parent == inc.collection, version.c.deleted.is_(True),
+                       change.c.op == "delete", version.c.seq >= inc.first_seq,
+                       version.c.seq <= inc.last_seq, change.c.user_agent == inc.user_agent,
+                       change.c.actor_id == inc.actor_id if inc.actor_id is not None
+                       else change.c.actor_id.is_(None))
+                .order_by(version.c.seq)).scalars().all()
+            return list(dict.fromkeys(rows))
+        return self.store._read(q)
