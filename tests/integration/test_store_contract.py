@@ -210,3 +210,33 @@ def test_principals(store: Store) -> None:
     store.set_disabled("alice", True)
     assert store.principal("alice").disabled  # type: ignore[union-attr]
     assert store.get("files/alice") is not None
+
+
+def test_retention_prunes_content_not_history(store: Store, clock: Clock) -> None:
+    from safehold.core import history as core_history
+    from safehold.errors import Conflict
+    from safehold.store import retention
+    from safehold.store.history import History
+
+    for i in range(3):
+        store.put("files/alice/r.txt", 1, f"v{i}".encode(), None, A)
+        clock.now += 10
+    first, _ = store.put("files/alice/gone.txt", 1, b"older", None, A)
+    store.put("files/alice/gone.txt", 1, b"old", None, A)
+    store.delete("files/alice/gone.txt", A)
+    clock.now += 400 * 86400
+    assert retention.prune(store, 365, dry_run=True).versions == 3
+    result = retention.prune(store, 365)
+    assert result.versions == 3 and result.blobs == 3  # v0, v1 and "older"
+    head = store.get("files/alice/r.txt")
+    assert head is not None and store.read_bytes(head) == b"v2"
+    hist = History(store)
+    assert len(hist.versions_of("files/alice/r.txt")) == 3  # rows stay
+    with pytest.raises(Conflict, match="retention"):
+        core_history.execute(hist, 1, core_history.plan_undelete(
+            hist, "files/alice/gone.txt", first.seq), A)
+    # The last version of the day kept its content: a plain undelete works.
+    core_history.execute(hist, 1, core_history.plan_undelete(hist, "files/alice/gone.txt"), A)
+    back = store.get("files/alice/gone.txt")
+    assert back is not None and store.read_bytes(back) == b"old"
+    assert retention.prune(store, 365).versions == 0

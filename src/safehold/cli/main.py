@@ -7,7 +7,9 @@ import click
 from safehold import __version__
 from safehold.cli.check import check
 from safehold.cli.incidents import incident, incidents
+from safehold.cli.prune import prune
 from safehold.cli.history import history, restore_user, rollback, undelete
+from safehold.cli.portability import export, import_
 from safehold.cli.serve import serve
 from safehold.cli.user import user
 
@@ -27,3 +29,6 @@ main.add_command(rollback)
 main.add_command(restore_user)
 main.add_command(incidents)
 main.add_command(incident)
+main.add_command(prune)
+main.add_command(export)
+main.add_command(import_)

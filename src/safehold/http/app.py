@@ -20,6 +20,7 @@ from safehold.core.model import Actor
 from safehold import caldav, carddav
 from safehold.core.guard import Guard, Policy
 from safehold.core.users import ensure_homes
+from safehold.store import retention
 from safehold.store.incidents import Incidents
 from safehold.dav import handler as dav_handler
 from safehold.dav import xml
@@ -115,13 +116,29 @@ class App:
                  scope.get("path"), reply.status, (time.monotonic() - started) * 1000)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
+        async with anyio.create_task_group() as tasks:
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    tasks.start_soon(self._prune_daily)
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    tasks.cancel_scope.cancel()
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+
+    async def _prune_daily(self) -> None:
+        """Retention runs an hour after start, then once a day."""
+        await anyio.sleep(3600)
         while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+            try:
+                result = await anyio.to_thread.run_sync(
+                    retention.prune, self.store, self.settings.retention_days)
+                log.info("retention: pruned %d versions, %d blobs, %d bytes", result.versions,
+                         result.blobs, result.bytes)
+            except Exception:  # noqa: BLE001 - a failed run is retried tomorrow, loudly
+                log.error("retention run failed:\n%s", traceback.format_exc())
+            await anyio.sleep(86400)
 
     async def _send(self, send: Send, reply: _Reply, request_id: str) -> None:
         headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]

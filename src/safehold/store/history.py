@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection
 
 from safehold.core.model import ITEM, Actor, RestoreOp, Version, load_props, parent_of
 from safehold.errors import Conflict
+from safehold.store import blobs
 from safehold.store.repo import Store, _subtree
 from safehold.store.schema import change, item_index, lock, principal, resource, version
 
@@ -110,6 +111,9 @@ def apply(store: Store, owner_id: int, target: str, ops: list[RestoreOp], actor:
                                "exist; restore the parent first")
             if step.index is not None:
                 store._check_uid(conn, parent_of(step.path), step.index.uid, step.path)
+            if src.blob_hash is not None and not blobs.exists(conn, src.blob_hash):
+                raise Conflict(f"the content of {step.path!r} at change {src.seq} was removed by "
+                               "retention (safehold prune); choose a later version")
             existing = store._get(conn, step.path)
             store._write_version(conn, seq, op, path=step.path, owner_id=owner_id, kind=src.kind,
                                  blob_hash=src.blob_hash, size=src.size,
@@ -152,7 +156,6 @@ class History:
         return res.kind if res else None
 
     def blob(self, blob_hash: str) -> bytes:
-        from safehold.store import blobs
         return blobs.read_all(self.store.engine, blob_hash)
 
     def apply(self, owner_id: int, target: str, ops: list[RestoreOp], actor: Actor) -> int:

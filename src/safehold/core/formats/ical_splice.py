@@ -12,7 +12,11 @@ smallest one that keeps the meaning:
   parameters of the components that use it; only those lines are rewritten. For an IANA
   name the first definition is kept: safehold (like most software) resolves IANA names
   from its own database, so the definitions say the same thing.
-- Calendar properties (X-WR-TIMEZONE, ...) are kept when every object has them alike.
+- Calendar properties are kept when every object has them alike, except X-WR-TIMEZONE:
+  it gives an object's floating times a zone (safehold applies it, as Google and most
+  clients do), so an object that has it gets TZID parameters on its floating DTSTART,
+  DTEND, DUE, RECURRENCE-ID, EXDATE and RDATE lines instead, and its times keep meaning
+  the same instants whatever the other objects say.
 
 Splitting a file creates new byte sequences by necessity: each object gets the file's
 BEGIN:VCALENDAR and calendar property lines (METHOD removed: RFC 4791 §4.1 forbids it in a
@@ -32,7 +36,9 @@ from safehold.core.formats.contentlines import (
 
 FOOTER = b"END:VCALENDAR\r\n"
 # Calendar properties that describe the file, not the objects in it.
-_FILE_PROPERTIES = frozenset({"VERSION", "PRODID", "CALSCALE", "METHOD"})
+_FILE_PROPERTIES = frozenset({"VERSION", "PRODID", "CALSCALE", "METHOD", "X-WR-TIMEZONE"})
+# Date-time properties that a TZID parameter applies to (RFC 5545 §3.2.19).
+_ZONED = frozenset({"DTSTART", "DTEND", "DUE", "RECURRENCE-ID", "EXDATE", "RDATE"})
 # Written from the collection's own properties when it has them.
 _NAME_PROPERTIES = frozenset({"NAME", "X-WR-CALNAME"})
 _COLOR_PROPERTY = "X-APPLE-CALENDAR-COLOR"
@@ -149,6 +155,19 @@ def _renamed_line(line: Line, renames: dict[str, str], rename_value: bool = Fals
     return fold(";".join([spelled, *new_params]) + ":" + new_value)
 
 
+def _pinned_line(line: Line, zone: str) -> bytes | None:
+    """A floating date-time line with ``TZID=zone`` added (what X-WR-TIMEZONE meant), or
+    None when the line is not floating (UTC, a DATE, or a TZID of its own)."""
+    name, params, value = parse(line.text)
+    if any(p.name == "TZID" or (p.name == "VALUE" and p.value.upper() == "DATE") for p in params):
+        return None
+    upper = value.upper()
+    if not value or "Z" in upper or not all("T" in v for v in upper.split(",")):
+        return None
+    spelled = line.text[:len(line.text) - len(line.text.lstrip(_NAME_CHARS))]
+    return fold(";".join([spelled, *(p.raw for p in params), f"TZID={quote_param(zone)}"]) + ":" + value)
+
+
 class CalendarMerger:
     """Builds one VCALENDAR out of many calendar objects. Components are handed to
     ``write`` as they come (so a large calendar is never held in memory); time zones and
@@ -174,14 +193,21 @@ class CalendarMerger:
                 if line.name not in _FILE_PROPERTIES:
                     props.setdefault(line.text, line.crlf())
             renames = self._add_zones(cal.components)
+            zone = next((line.value.strip() for line in cal.props if line.name == "X-WR-TIMEZONE"), "")
             for comp in cal.components:
                 if comp.name != "VTIMEZONE":
-                    self._write(b"".join(_renamed_line(line, renames) if renames else line.crlf()
-                                         for line in comp.lines))
+                    self._write(b"".join(self._line(line, renames, zone) for line in comp.lines))
         self._common = props if self._common is None else {
             k: v for k, v in self._common.items() if k in props}
         self.objects += 1
         return None
+
+    @staticmethod
+    def _line(line: Line, renames: dict[str, str], zone: str) -> bytes:
+        pinned = _pinned_line(line, zone) if zone in _iana_names() and line.name in _ZONED else None
+        if pinned is not None:
+            return pinned
+        return _renamed_line(line, renames) if renames else line.crlf()
 
     def _add_zones(self, components: Iterable[Component]) -> dict[str, str]:
         renames: dict[str, str] = {}
