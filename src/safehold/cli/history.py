@@ -4,7 +4,6 @@ All of them work while the server runs; restores are new changes, never rewinds.
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any
 
 import click
@@ -12,7 +11,8 @@ import click
 from safehold.cli.common import common_options, open_store
 from safehold.config import Settings
 from safehold.core import history as core
-from safehold.core.model import Actor, Version
+from safehold.core.model import Actor
+from safehold.core.present import plan_json, version_json, when
 from safehold.errors import SafeholdError
 from safehold.store.history import History
 from safehold.store.repo import Store
@@ -37,24 +37,6 @@ def _owner(store: Store, user: str) -> int:
     if p is None:
         raise click.ClickException(f"no user named {user!r}; see `safehold user list`")
     return p.id
-
-
-def _when(ts: float) -> str:
-    return datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
-
-
-def version_json(v: Version) -> dict[str, Any]:
-    return {"seq": v.seq, "path": PREFIX + v.path, "op": v.op, "change_op": v.change_op,
-            "deleted": v.deleted, "size": v.size, "etag": v.etag or None,
-            "content_type": v.content_type, "time": _when(v.at), "user": v.actor,
-            "user_agent": v.user_agent, "request_id": v.request_id}
-
-
-def plan_json(plan: core.Plan) -> dict[str, Any]:
-    return {"target": PREFIX + plan.target, "to_seq": plan.to_seq, "seq": plan.seq,
-            "summary": plan.summary(),
-            "changes": [{"action": op.action, "path": PREFIX + op.path,
-                         "from_seq": op.source.seq if op.source else None} for op in plan.ops]}
 
 
 def _print_plans(plans: list[core.Plan], dry_run: bool, as_json: bool) -> None:
@@ -109,7 +91,7 @@ def history(user: str, path: str, as_json: bool, settings: Settings) -> None:
         return
     for v in versions:
         what = "deleted" if v.deleted else f"{v.size} bytes {v.etag}"
-        click.echo(f"{v.seq:>8}  {_when(v.at)}  {v.change_op:9} {what}  by {v.actor or 'server'}"
+        click.echo(f"{v.seq:>8}  {when(v.at)}  {v.change_op:9} {what}  by {v.actor or 'server'}"
                    f" ({v.user_agent or '-'}, request {v.request_id or '-'})")
 
 

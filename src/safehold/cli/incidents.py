@@ -4,26 +4,16 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
-
 import click
 
 from safehold.cli.common import common_options, open_store
-from safehold.cli.history import plan_json
 from safehold.config import Settings
 from safehold.core import guard
-from safehold.core.model import Actor, Incident
+from safehold.core.model import Actor
+from safehold.core.present import incident_json, plan_json
 from safehold.errors import SafeholdError
 from safehold.store.history import History
 from safehold.store.incidents import Incidents
-
-
-def incident_json(inc: Incident, paths: list[str]) -> dict[str, Any]:
-    return {"id": inc.id, "collection": "/dav/" + inc.collection + "/", "state": inc.state,
-            "user_agent": inc.user_agent, "count": inc.count,
-            "opened_at": datetime.fromtimestamp(inc.opened_at).astimezone().isoformat(timespec="seconds"),
-            "first_seq": inc.first_seq, "last_seq": inc.last_seq, "undo_seq": inc.undo_seq,
-            "deleted": ["/dav/" + p for p in paths]}
 
 
 @click.command()

@@ -3,6 +3,7 @@ and the DAV layer together, and maps every error to a clean response."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import traceback
@@ -10,7 +11,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote_to_bytes
+from urllib.parse import parse_qs, unquote_to_bytes
 
 import anyio
 
@@ -30,6 +31,7 @@ from safehold.dav.errors import DavError
 from safehold.dav.paths import check_path
 from safehold.dav.types import DavRequest, DavResponse
 from safehold.errors import DomainError
+from safehold.http import api as api_mod
 from safehold.http.auth import Authenticator
 from safehold.http.davbackend import PREFIX, StoreDavBackend
 from safehold.store import blobs
@@ -56,6 +58,11 @@ def _text(status: int, message: str, headers: list[tuple[str, str]] | None = Non
     body = (message + "\n").encode()
     return _Reply(status, [("Content-Type", "text/plain; charset=utf-8"),
                            ("Content-Length", str(len(body)))] + (headers or []), body)
+
+
+def _json(status: int, data: object) -> _Reply:
+    body = json.dumps(data, indent=1).encode()
+    return _Reply(status, [("Content-Type", "application/json"), ("Cache-Control", "no-store")], body)
 
 
 def _dav_error(err: DavError) -> _Reply:
@@ -95,6 +102,7 @@ class App:
             settings.guard_mode, settings.guard_min_items, settings.guard_share,
             float(settings.guard_window_seconds)))
         self._homes_checked: set[int] = set()
+        self.api = api_mod.Api(store)
         install_protocols()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -175,6 +183,11 @@ class App:
             return _text(200, "ready")
         if path in ("/.well-known/caldav", "/.well-known/carddav"):
             return _Reply(301, [("Location", PREFIX), ("Content-Length", "0")])
+        if path == "/api/openapi.json":
+            body = api_mod.openapi()
+            return _Reply(200, [("Content-Type", "application/json")], body)
+        if path.startswith("/api/"):
+            return await self._api(scope, receive, path, method, request_id)
         if path == "/" and method in ("PROPFIND", "OPTIONS"):
             # Clients given only the server URL ask "/" for current-user-principal.
             return await self._dav(scope, receive, path, method, request_id)
@@ -183,6 +196,34 @@ class App:
         if path == PREFIX.rstrip("/") or path.startswith(PREFIX):
             return await self._dav(scope, receive, path, method, request_id)
         return _text(404, "not found")
+
+    async def _api(self, scope: Scope, receive: Receive, path: str, method: str,
+                   request_id: str) -> _Reply:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        client = (scope.get("client") or ("?", 0))[0]
+        principal = await self.auth.authenticate(headers.get("authorization"), client)
+        if principal is None:
+            return _text(401, "authentication required",
+                         [("WWW-Authenticate", 'Basic realm="safehold", charset="UTF-8"')])
+        body = b""
+        if method == "POST":
+            chunks = []
+            size = 0
+            while True:
+                message = await receive()
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > 65536:
+                    return _json(413, {"error": "API request bodies are limited to 64 KiB"})
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+            body = b"".join(chunks)
+        query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
+        actor = Actor(principal.id, headers.get("user-agent"), request_id)
+        status, data = await anyio.to_thread.run_sync(self.api.handle, method, path, query, body,
+                                                      principal, actor)
+        return _json(status, data)
 
     async def _dav(self, scope: Scope, receive: Receive, path: str, method: str,
                    request_id: str) -> _Reply:
