@@ -29,6 +29,10 @@ class Settings:
     guard_share: float = 0.25
     guard_window_seconds: int = 600
     retention_days: int = 365  # every version kept this long, then the last of each day
+    replicas: str = ""  # comma-separated replica URLs; empty: as set by `backup init`
+    replication_mode: str = "async"  # async, or sync: acknowledge only what replicas hold
+    snapshot_every: int = 5000  # changes between snapshots
+    drill_interval_hours: int = 24
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -85,6 +89,8 @@ def load(config_file: str | None = None, overrides: dict[str, Any] | None = None
     settings = replace(Settings(), **values)
     if settings.guard_mode not in ("off", "record", "strict"):
         raise ConfigError(f"guard_mode must be off, record or strict, not {settings.guard_mode!r}")
+    if settings.replication_mode not in ("async", "sync"):
+        raise ConfigError(f"replication_mode must be async or sync, not {settings.replication_mode!r}")
     if not 0 < settings.guard_share <= 1:
         raise ConfigError("guard_share must be a fraction between 0 and 1, e.g. 0.25")
     return settings

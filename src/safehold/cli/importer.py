@@ -20,6 +20,7 @@ from pathlib import Path
 from safehold.caldav.props import supported_components
 from safehold.cli.progress import Progress
 from safehold.core import portability as port
+from safehold.core import users
 from safehold.core.items import MAX_ITEM_BYTES, InvalidItem, index_for
 from safehold.core.model import (
     ADDRESSBOOK, CALENDAR, COLLECTION_KINDS, ITEM, Actor, Body, ItemIndex, Principal, parent_of,
@@ -131,11 +132,15 @@ class Importer:
                 self._blocked.append(path)
                 self.report.note("collection", "skipped-conflict", what,
                                  f"a {existing.kind} exists here; nothing below it is imported")
-            elif existing.props != entry.properties:
+            elif existing.props == entry.properties:
+                self.report.note("collection", "identical", what)
+            elif self._replaceable(path, existing, entry.properties):
+                self._set_props(path, existing, entry)
+                self.report.note("collection", "updated", what,
+                                 "took the archive's properties (it had only defaults or fewer)")
+            else:
                 self.report.note("collection", "skipped-conflict", what,
                                  "exists with other properties; kept them (its items are imported)")
-            else:
-                self.report.note("collection", "identical", what)
             return
         depth = path.count("/") + 1
         parent = self._at(parent_of(path)) if depth > 2 else None
@@ -156,6 +161,25 @@ class Importer:
                 self.report.note("collection", "skipped-conflict", what, str(exc))
                 return
         self.report.note("collection", "created", what)
+
+    def _replaceable(self, path: str, existing: _Existing, props: dict[str, str]) -> bool:
+        """May the archive's properties replace ``existing``'s? Only when that overwrites
+        nothing a user chose: the archive has every existing property with the same
+        value, or the collection is an empty one with a new account's defaults."""
+        if all(props.get(name) == value for name, value in existing.props.items()):
+            return True
+        defaults = next((dict(p) for home, name, kind, p in users.DEFAULT_COLLECTIONS
+                         if path == f"{home}/{self.principal.name}/{name}" and kind == existing.kind),
+                        None)
+        return existing.props == defaults and not self.store.children(path)
+
+    def _set_props(self, path: str, existing: _Existing, entry: port.CollectionEntry) -> None:
+        if self.dry_run:
+            self._planned[path] = _Existing(existing.kind, entry.properties)
+            return
+        self.store.proppatch(path, dict(entry.properties),
+                             [name for name in existing.props if name not in entry.properties],
+                             self.actor)
 
     def _archived_item(self, zf: zipfile.ZipFile, entry: port.ItemEntry, source_user: str) -> None:
         try:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import click
 
 from safehold import __version__
+from safehold.cli.backup import backup, drill, restore
 from safehold.cli.check import check
+from safehold.cli.status import status
 from safehold.cli.incidents import incident, incidents
 from safehold.cli.prune import prune
 from safehold.cli.history import history, restore_user, rollback, undelete
@@ -32,3 +34,7 @@ main.add_command(incident)
 main.add_command(prune)
 main.add_command(export)
 main.add_command(import_)
+main.add_command(backup)
+main.add_command(restore)
+main.add_command(drill)
+main.add_command(status)

@@ -40,6 +40,9 @@ MANIFEST = "manifest.json"
 PREFIX = "/dav/"
 HOMES = ("files", "calendars", "addressbooks")
 OUTCOMES = ("created", "identical", "skipped-conflict", "invalid")
+# A collection that exists with only a new account's default properties (or a subset of
+# the archive's) takes the archive's: "updated". Nothing a user chose is overwritten.
+COLLECTION_OUTCOMES = ("created", "updated", "identical", "skipped-conflict", "invalid")
 LAYOUT = {
     "files/": "the files home, byte for byte",
     "calendars/": "one iCalendar file per calendar (objects merged; for other software)",
@@ -186,7 +189,7 @@ def object_name(uid: str, extension: str) -> str:
 @dataclass(frozen=True)
 class Problem:
     kind: str  # "item" or "collection"
-    outcome: str  # one of OUTCOMES but "created"/"identical"
+    outcome: str  # one of OUTCOMES / COLLECTION_OUTCOMES
     what: str  # URL path, or a label for a part of a file that has no path
     reason: str
 
@@ -200,12 +203,13 @@ class ImportReport:
     user: str
     dry_run: bool
     items: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
-    collections: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
+    collections: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COLLECTION_OUTCOMES, 0))
     problems: list[Problem] = field(default_factory=list)
 
     def note(self, kind: str, outcome: str, what: str, reason: str | None = None) -> None:
-        assert outcome in OUTCOMES, outcome
-        (self.items if kind == "item" else self.collections)[outcome] += 1
+        counts = self.items if kind == "item" else self.collections
+        assert outcome in counts, outcome
+        counts[outcome] += 1
         if reason is not None:
             self.problems.append(Problem(kind, outcome, what, reason))
 
@@ -222,7 +226,7 @@ class ImportReport:
 
     def summary(self) -> list[str]:
         def counts(c: dict[str, int]) -> str:
-            return ", ".join(f"{c[o]} {o}" for o in OUTCOMES)
+            return ", ".join(f"{n} {o}" for o, n in c.items())
         out = [f"collections: {counts(self.collections)}", f"items: {counts(self.items)}"]
         out += [f"{p.outcome} {p.what}: {p.reason}" for p in self.problems]
         if self.dry_run:

@@ -21,6 +21,15 @@ from safehold.core.model import Actor
 from safehold import caldav, carddav
 from safehold.core.guard import Guard, Policy
 from safehold.core.users import ensure_homes
+from safehold.backup import drill as drill_mod
+from safehold.backup import manifest as manifest_mod
+from safehold.backup import setup
+from safehold.backup.crypto import Key
+from safehold.backup.replica_client import ReplicaClient, open_replica
+from safehold.backup.shipper import Shipper
+from safehold.backup.status import Status, compute
+from safehold.errors import SafeholdError
+from safehold.http import metrics
 from safehold.store import retention
 from safehold.store.incidents import Incidents
 from safehold.dav import handler as dav_handler
@@ -92,6 +101,9 @@ def install_protocols() -> None:
 _installed = False
 
 
+_MUTATING = {"PUT", "DELETE", "MKCOL", "MKCALENDAR", "PROPPATCH", "COPY", "MOVE"}
+
+
 class App:
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
@@ -103,6 +115,16 @@ class App:
             float(settings.guard_window_seconds)))
         self._homes_checked: set[int] = set()
         self.api = api_mod.Api(store)
+        self.backup = setup.resolve(settings, store, create_default=True)
+        self.shipper: Shipper | None = None
+        self.regressed: str | None = None
+        if self.backup.problem:
+            log.error("backups are NOT running: %s", self.backup.problem)
+        elif self.backup.key is not None:
+            replicas = [open_replica(u) for u in self.backup.replicas]
+            self.regressed = _regression(store, self.backup.key, replicas, self.lineage)
+            self.shipper = Shipper(store, self.backup.key, replicas, self.lineage,
+                                   settings.snapshot_every)
         install_protocols()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -129,11 +151,35 @@ class App:
                 message = await receive()
                 if message["type"] == "lifespan.startup":
                     tasks.start_soon(self._prune_daily)
+                    tasks.start_soon(self._drill_daily)
+                    if self.shipper is not None and self.regressed is None:
+                        self.shipper.start()
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
                     tasks.cancel_scope.cancel()
+                    if self.shipper is not None:
+                        self.shipper.stop()
                     await send({"type": "lifespan.shutdown.complete"})
                     return
+
+    async def _drill_daily(self) -> None:
+        """Restore drills on a schedule (drill_interval_hours; the first one soon after
+        start, so a fresh server verifies its replica the same day)."""
+        await anyio.sleep(600)
+        while True:
+            if self.shipper is not None and self.backup.key is not None:
+                for replica in self.shipper.replicas:
+                    try:
+                        for r in await anyio.to_thread.run_sync(
+                                drill_mod.drill, self.store, replica, self.backup.key):
+                            (log.info if r.ok else log.error)("drill of %s at seq %d: %s",
+                                                              r.replica, r.seq, r.detail)
+                    except Exception:  # noqa: BLE001 - recorded by the next status, retried
+                        log.error("drill failed:\n%s", traceback.format_exc())
+            await anyio.sleep(self.settings.drill_interval_hours * 3600)
+
+    def status(self) -> Status:
+        return compute(self.store, self.backup)
 
     async def _prune_daily(self) -> None:
         """Retention runs an hour after start, then once a day."""
@@ -176,6 +222,8 @@ class App:
         if path == "/healthz":
             return _text(200, "ok")
         if path == "/readyz":
+            if self.regressed:
+                return _text(503, self.regressed)
             try:
                 await anyio.to_thread.run_sync(self.store.writable)
             except Exception as exc:  # noqa: BLE001 - readiness reports any failure
@@ -183,6 +231,9 @@ class App:
             return _text(200, "ready")
         if path in ("/.well-known/caldav", "/.well-known/carddav"):
             return _Reply(301, [("Location", PREFIX), ("Content-Length", "0")])
+        if path == "/metrics":
+            body = await anyio.to_thread.run_sync(metrics.render, self.status)
+            return _Reply(200, [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")], body)
         if path == "/api/openapi.json":
             body = api_mod.openapi()
             return _Reply(200, [("Content-Type", "application/json")], body)
@@ -236,6 +287,15 @@ class App:
         if principal is None:
             return _text(401, "authentication required",
                          [("WWW-Authenticate", 'Basic realm="safehold", charset="UTF-8"')])
+        if self.regressed:
+            # Promise 8: a server unsure of its own state answers 503 (clients keep
+            # their data), never a smaller listing.
+            return _text(503, self.regressed, [("Retry-After", "3600")])
+        sync = self.settings.replication_mode == "sync" and self.shipper is not None \
+            and method in _MUTATING
+        if sync and any(r["last_error"] for r in self.status().facts["replicas"]):
+            return _text(503, "a replica is unreachable and replication_mode is sync: the "
+                         "write was not accepted; try again later", [("Retry-After", "30")])
         if path == PREFIX.rstrip("/"):
             path = PREFIX
         actor = Actor(principal.id, headers.get("user-agent"), request_id)
@@ -262,6 +322,14 @@ class App:
                 return _dav_error(err)
             except DomainError as exc:
                 return _text(exc.status, str(exc))
+            if self.shipper is not None and method in _MUTATING and resp.status < 300:
+                if sync:
+                    seq = await anyio.to_thread.run_sync(self.store.last_seq)
+                    if not await anyio.to_thread.run_sync(self.shipper.wait_shipped, seq, 10.0):
+                        return _text(503, "the change is stored here but not yet on every "
+                                     "replica (replication_mode sync); retry", [("Retry-After", "30")])
+                else:
+                    self.shipper.nudge()
             return _Reply(resp.status, resp.headers, resp.body)
         finally:
             if spool is not None:
@@ -295,6 +363,24 @@ class App:
             spool.discard()
             raise
         return spool
+
+
+def _regression(store: Store, key: Key, replicas: list[ReplicaClient], lineage: str) -> str | None:
+    """A server whose data is older than what it already shipped has lost data (a
+    restored VM, a copied-back file): refuse DAV rather than publish the loss."""
+    last = store.last_seq()
+    for replica in replicas:
+        try:
+            man = manifest_mod.read(replica, key)
+        except SafeholdError as exc:
+            log.error("cannot read the manifest of %s: %s", replica.url, exc)
+            continue
+        if man is not None and man.lineage == lineage and man.high_water > last:
+            return (f"this server's data ends at change {last} but its replica {replica.url} "
+                    f"holds changes up to {man.high_water}: data was lost here. Serving is "
+                    f"paused so that devices keep their copies. Run `safehold restore --from "
+                    f"{replica.url} --kit KIT --into NEW_DIR` and start from NEW_DIR.")
+    return None
 
 
 def build(settings: Settings) -> App:

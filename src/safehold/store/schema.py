@@ -171,6 +171,37 @@ prune_run = sa.Table(
     sa.Column("bytes", sa.BigInteger, nullable=False),
 )
 
+# Replication (revision 0004).
+replica_state = sa.Table(
+    "replica_state",
+    metadata,
+    sa.Column("url", sa.Text, primary_key=True),
+    sa.Column("shipped_seq", sa.BigInteger, nullable=False),
+    sa.Column("shipped_at", sa.Float, nullable=True),
+    sa.Column("snapshot_seq", sa.BigInteger, nullable=False),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("error_at", sa.Float, nullable=True),
+)
+
+replica_blob = sa.Table(
+    "replica_blob",
+    metadata,
+    sa.Column("url", sa.Text, primary_key=True),
+    sa.Column("hash", sa.String(64), primary_key=True),
+)
+
+drill = sa.Table(
+    "drill",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("replica", sa.Text, nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("ok", sa.Boolean, nullable=False),
+    sa.Column("seconds", sa.Float, nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+)
+
 lock = sa.Table(
     "dav_lock",
     metadata,

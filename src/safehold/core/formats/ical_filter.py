@@ -77,7 +77,7 @@ def matches(data: bytes, flt: CompFilter, floating_tz: tzinfo | None = None) -> 
     UTC when None. Inline binary values (ATTACH;ENCODING=BASE64) are not text-matched. Raises
     textmatch.UnsupportedCollation before looking at the data, and InvalidCalendarData if the
     data cannot be parsed or its recurrence cannot be expanded. An object whose recurrence is
-    too dense to expand (ical_instances.MAX_EXPANDED instances in a year) matches.
+    too dense to expand (more than ical_instances.MAX_STEPS steps) matches.
     """
     _check_collations(flt)
     try:

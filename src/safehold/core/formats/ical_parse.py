@@ -270,7 +270,7 @@ def _offset(value: timedelta) -> str:
 def _zone_from_definition(vtimezone: str) -> tzinfo | None:
     try:
         zone: tzinfo = dateutil_tz.tzical(io.StringIO(vtimezone)).get()
-    except ValueError:  # dateutil's reader reports every malformed definition so
+    except ValueError:  # how dateutil reports a definition it cannot read
         return None
     return zone
 

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from safehold.core.formats.contentlines import (
-    CRLF, Line, SplitObject, escape_text, fold, lines, parse, quote_param,
+    CRLF, Line, Param, SplitObject, escape_text, fold, lines, parse, quote_param,
 )
 
 FOOTER = b"END:VCALENDAR\r\n"
@@ -141,12 +141,17 @@ def _definition(zone: Component) -> tuple[str, ...]:
     return tuple(line.text for line in zone.lines)
 
 
+def _renamed_param(param: Param, value: str) -> str:
+    quoted = param.raw.partition("=")[2].startswith('"')
+    return f"{param.raw.partition('=')[0]}=" + (f'"{value}"' if quoted else quote_param(value))
+
+
 def _renamed_line(line: Line, renames: dict[str, str], rename_value: bool = False) -> bytes:
     """``line`` with TZID parameters (and, for a VTIMEZONE's TZID property, the value)
     renamed; a line with nothing to rename keeps its bytes."""
     text = line.text
     name, params, value = parse(text)
-    new_params = [f"TZID={quote_param(renames[p.value])}" if p.name == "TZID" and p.value in renames
+    new_params = [_renamed_param(p, renames[p.value]) if p.name == "TZID" and p.value in renames
                   else p.raw for p in params]
     new_value = renames.get(value, value) if rename_value and name == "TZID" else value
     if new_params == [p.raw for p in params] and new_value == value:

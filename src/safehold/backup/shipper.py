@@ -1,0 +1,183 @@
+"""The shipper: tails the change log and ships new segments (and the blobs they
+reference) to every replica within about a second of commit. Blobs go first, then
+the segment, then the manifest: a replica never names data it does not hold."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from safehold.backup import manifest as manifest_mod
+from safehold.backup import segment
+from safehold.backup.crypto import Key, KeyError_
+from safehold.backup.replica_client import ReplicaClient, ReplicaError
+from safehold.errors import SafeholdError
+from safehold.store import replication as rep
+from safehold.store.repo import Store
+
+log = logging.getLogger("safehold.backup")
+BATCH = 2000  # changes per segment at most
+
+
+class LineageMismatch(SafeholdError):
+    pass
+
+
+@dataclass
+class ShipResult:
+    shipped_seq: int
+    segments: int
+    blobs: int
+
+
+class Shipper:
+    def __init__(self, store: Store, key: Key, replicas: list[ReplicaClient], lineage: str,
+                 snapshot_every: int = 5000, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.key = key
+        self.replicas = replicas
+        self.lineage = lineage
+        self.snapshot_every = snapshot_every
+        self.clock = clock
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._progress = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    # -- one replica, one pass ------------------------------------------------------
+
+    def _manifest(self, replica: ReplicaClient) -> manifest_mod.Manifest:
+        found = manifest_mod.read(replica, self.key)
+        if found is None:
+            return manifest_mod.Manifest(self.lineage, self.key.fingerprint)
+        if found.lineage != self.lineage:
+            raise LineageMismatch(
+                f"the replica {replica.url} holds lineage {found.lineage}, this server is "
+                f"{self.lineage}; use an empty replica (it belongs to another server, or this "
+                "server was restored to an earlier point)")
+        return found
+
+    def ship_once(self, replica: ReplicaClient, progress: Callable[[int], None] | None = None
+                  ) -> ShipResult:
+        state = rep.replica_row(self.store, replica.url)
+        man = self._manifest(replica)
+        shipped = man.high_water if state is None else max(int(state["shipped_seq"]), 0)
+        if state is not None and man.high_water < shipped:
+            # The replica lost objects or was replaced: ship again from what it holds.
+            shipped = man.high_water
+        segments = blobs = 0
+        while True:
+            batch = rep.changes_after(self.store, shipped, BATCH)
+            changes = batch["change"]
+            if not changes:
+                break
+            first, last = int(changes[0]["seq"]), int(changes[-1]["seq"])
+            hashes = sorted({v["blob_hash"] for v in batch["version"] if v["blob_hash"]})
+            blobs += self._ship_blobs(replica, hashes)
+            name = segment.segment_name(first, last)
+            body = {"format": 1, "lineage": self.lineage, "first": first, "last": last,
+                    "prev_last": shipped, "tables": batch,
+                    "blobs": rep.blob_rows(self.store, hashes)}
+            replica.put_once(name, segment.encode(self.key, name, body))
+            man.high_water, man.last_segment = last, name
+            manifest_mod.write(replica, self.key, man)
+            shipped = last
+            segments += 1
+            rep.save_replica_row(self.store, replica.url, shipped_seq=last, shipped_at=self.clock(),
+                                 last_error=None, error_at=None)
+            with self._progress:
+                self._progress.notify_all()
+            if progress:
+                progress(last)
+        if state is None or int(state.get("shipped_seq", -1)) != shipped:
+            rep.save_replica_row(self.store, replica.url, shipped_seq=shipped,
+                                 shipped_at=self.clock(), last_error=None, error_at=None)
+        self._maybe_snapshot(replica, man, shipped)
+        return ShipResult(shipped, segments, blobs)
+
+    def _ship_blobs(self, replica: ReplicaClient, hashes: list[str]) -> int:
+        todo = [h for h in hashes if h not in rep.shipped_blobs(self.store, replica.url, hashes)]
+        for row in rep.blob_rows(self.store, todo):
+            for idx, data in enumerate(rep.chunks(self.store, row["hash"], int(row["chunks"]))):
+                name = segment.blob_chunk_name(self.key, row["hash"], idx)
+                replica.put_once(name, self.key.seal(data, name))
+            rep.mark_blobs(self.store, replica.url, [row["hash"]])
+        return len(todo)
+
+    def _maybe_snapshot(self, replica: ReplicaClient, man: manifest_mod.Manifest, shipped: int,
+                        force: bool = False) -> None:
+        last = max([int(s["seq"]) for s in man.snapshots] or [0])
+        if shipped == 0 or shipped == last or (not force and shipped - last < self.snapshot_every):
+            return
+        self.snapshot(replica, man, shipped)
+
+    def snapshot(self, replica: ReplicaClient, man: manifest_mod.Manifest, seq: int) -> str:
+        """A full copy of the log up to ``seq``, so that a restore replays little."""
+        tables = rep.snapshot(self.store, seq)
+        hashes = sorted({v["blob_hash"] for v in tables["version"] if v["blob_hash"]})
+        self._ship_blobs(replica, hashes)
+        name = segment.snapshot_name(seq)
+        body = {"format": 1, "lineage": self.lineage, "seq": seq, "tables": tables,
+                "blobs": rep.blob_rows(self.store, hashes)}
+        data = segment.encode(self.key, name, body)
+        replica.put_once(name, data)
+        man.snapshots.append({"name": name, "seq": seq, "size": len(data), "at": self.clock()})
+        manifest_mod.write(replica, self.key, man)
+        rep.save_replica_row(self.store, replica.url, snapshot_seq=seq)
+        return name
+
+    def ship_all(self, snapshot: bool = False) -> dict[str, ShipResult | str]:
+        out: dict[str, ShipResult | str] = {}
+        for replica in self.replicas:
+            try:
+                result = self.ship_once(replica)
+                if snapshot:
+                    man = self._manifest(replica)
+                    self._maybe_snapshot(replica, man, result.shipped_seq, force=True)
+                out[replica.url] = result
+            except (ReplicaError, KeyError_, LineageMismatch, SafeholdError) as exc:
+                rep.save_replica_row(self.store, replica.url, last_error=str(exc),
+                                     error_at=self.clock())
+                log.error("replication to %s failed: %s", replica.url, exc)
+                out[replica.url] = str(exc)
+        return out
+
+    # -- the background thread --------------------------------------------------------
+
+    def start(self, interval: float = 0.5) -> None:
+        def run() -> None:
+            backoff = interval
+            while not self._stop.is_set():
+                results = self.ship_all()
+                failed = any(isinstance(r, str) for r in results.values())
+                backoff = min(backoff * 2, 30.0) if failed else interval
+                self._wake.wait(backoff)
+                self._wake.clear()
+        self._thread = threading.Thread(target=run, name="safehold-shipper", daemon=True)
+        self._thread.start()
+
+    def nudge(self) -> None:
+        self._wake.set()
+
+    def wait_shipped(self, seq: int, timeout: float) -> bool:
+        """Sync mode: block until every replica holds ``seq`` (or time out)."""
+        deadline = time.monotonic() + timeout
+        self.nudge()
+        with self._progress:
+            while True:
+                rows = {r["url"]: int(r["shipped_seq"]) for r in rep.replica_rows(self.store)}
+                if all(rows.get(r.url, 0) >= seq for r in self.replicas):
+                    return True
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._progress.wait(min(left, 0.2))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)

@@ -1,0 +1,161 @@
+"""`safehold backup init|now|verify`, `safehold restore`, `safehold drill`."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from safehold.backup import drill as drill_mod
+from safehold.backup import manifest as manifest_mod
+from safehold.backup import setup
+from safehold.backup.crypto import Key
+from safehold.backup.crypto import read_kit
+from safehold.backup.replica_client import ReplicaClient, open_replica
+from safehold.backup.restore import restore as run_restore
+from safehold.backup.restore import seq_for_time
+from safehold.backup.shipper import Shipper, ShipResult
+from safehold.cli.common import common_options, open_store
+from safehold.config import Settings
+from safehold.errors import SafeholdError
+
+
+def _progress(stage: str, done: int, total: int) -> None:
+    end = "\n" if done >= total or not sys.stderr.isatty() else ""
+    click.echo(f"\r{stage}: {done}/{total}", err=True, nl=False)
+    if end:
+        click.echo("", err=True)
+
+
+@click.group()
+def backup() -> None:
+    """Replicas, the recovery kit, shipping and verification."""
+
+
+@backup.command("init")
+@click.option("--replica", "replicas", multiple=True, required=True,
+              help="file:///ABS/PATH or s3://bucket/prefix?endpoint=http://host:port (repeatable).")
+@click.option("--kit", type=click.Path(dir_okay=False), required=True,
+              help="Where to write the recovery kit (key + replica locations). Keep it elsewhere.")
+@common_options
+def init(replicas: tuple[str, ...], kit: str, settings: Settings) -> None:
+    """Choose replicas and write the recovery kit; shipping starts once it exists."""
+    store = open_store(settings)
+    try:
+        for url in replicas:
+            open_replica(url)
+        key = setup.init(settings, store, list(replicas), Path(kit))
+    except SafeholdError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"recovery kit written to {kit} (key fingerprint {key.fingerprint}).\n"
+               "Copy it somewhere that is not this machine: without it the replicas cannot "
+               "be read.")
+
+
+def _shipper(settings: Settings) -> tuple[Shipper, list[str]]:
+    store = open_store(settings)
+    config = setup.resolve(settings, store)
+    if config.problem or config.key is None:
+        raise click.ClickException(config.problem or "no backup key")
+    replicas = [open_replica(u) for u in config.replicas]
+    return Shipper(store, config.key, replicas, store.lineage(), settings.snapshot_every), config.replicas
+
+
+@backup.command("now")
+@common_options
+def now(settings: Settings) -> None:
+    """Ship everything not yet shipped and take a snapshot, now."""
+    shipper, _ = _shipper(settings)
+    failed = False
+    for url, result in shipper.ship_all(snapshot=True).items():
+        if isinstance(result, ShipResult):
+            click.echo(f"{url}: holds seq {result.shipped_seq} ({result.segments} new segment(s), "
+                       f"{result.blobs} new blob(s)) and a snapshot")
+        else:
+            failed = True
+            click.echo(f"{url}: FAILED: {result}", err=True)
+    if failed:
+        raise SystemExit(1)
+
+
+@backup.command("verify")
+@common_options
+def verify(settings: Settings) -> None:
+    """Re-read and authenticate every object of every replica."""
+    shipper, _ = _shipper(settings)
+    bad = False
+    for replica in shipper.replicas:
+        problems = drill_mod.verify(replica, shipper.key)
+        for p in problems:
+            click.echo(f"{replica.url}: {p}", err=True)
+        bad = bad or bool(problems)
+        if not problems:
+            click.echo(f"{replica.url}: every object reads back and authenticates")
+    if bad:
+        raise SystemExit(1)
+
+
+@click.command()
+@click.option("--from", "source", required=True, help="The replica URL.")
+@click.option("--kit", type=click.Path(dir_okay=False, exists=True), required=True,
+              help="The recovery kit written by `safehold backup init`.")
+@click.option("--into", "into", type=click.Path(file_okay=False), required=True,
+              help="A new, empty data directory.")
+@click.option("--to", "point", help="ISO 8601 time to restore to (default: the newest).")
+@click.option("--seq", type=int, help="Change number to restore to.")
+@click.option("--user", help="Restore only this user's data.")
+def restore(source: str, kit: str, into: str, point: str | None, seq: int | None,
+            user: str | None) -> None:
+    """Rebuild a server from a replica and the recovery kit alone."""
+    from safehold import config as config_mod
+    target = Path(into)
+    if (target / "safehold.db").exists():
+        raise click.ClickException(f"{into} already holds a database; restore into a new directory")
+    settings = config_mod.load(None, {"data_dir": target}, environ={})
+    try:
+        key, _ = read_kit(Path(kit))
+        replica = open_replica(source)
+        store = open_store(settings)
+        to_seq = seq
+        if point is not None:
+            try:
+                when = datetime.fromisoformat(point.replace("Z", "+00:00"))
+            except ValueError as exc:
+                raise click.BadParameter(f"{point!r} is not an ISO 8601 time") from exc
+            to_seq = seq_for_time(replica, key, when.timestamp())
+        report = run_restore(replica, key, store, to_seq=to_seq, user=user, progress=_progress)
+        # The restored server goes on shipping to the same replica with the same key
+        # (same lineage) — or, restored to an earlier point, needs a new replica.
+        replicas = [source] if report.lineage == _lineage_of(replica, key) else []
+        if replicas:
+            setup.init(settings, store, replicas, target / "recovery-kit.json", key=key)
+    except SafeholdError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if report.lineage != _lineage_of(replica, key):
+        click.echo("restored to an earlier point: this is a new lineage; configure a new, empty "
+                   "replica with `safehold backup init` before serving", err=True)
+    click.echo(f"restored seq {report.seq} ({report.changes} changes, {report.items} items, "
+               f"{report.blobs} bodies, {report.bytes} bytes) into {into}; lineage "
+               f"{report.lineage}. Start it with: safehold serve --data-dir {into}")
+
+
+@click.command()
+@common_options
+def drill(settings: Settings) -> None:
+    """Restore each replica into a scratch database and compare it with the live data."""
+    shipper, _ = _shipper(settings)
+    failed = False
+    for replica in shipper.replicas:
+        for r in drill_mod.drill(shipper.store, replica, shipper.key):
+            click.echo(f"{r.replica}: {'PASS' if r.ok else 'FAIL'} at seq {r.seq} in "
+                       f"{r.seconds:.1f}s: {r.detail}")
+            failed = failed or not r.ok
+    if failed:
+        raise SystemExit(1)
+
+
+def _lineage_of(replica: ReplicaClient, key: Key) -> str | None:
+    man = manifest_mod.read(replica, key)
+    return man.lineage if man else None

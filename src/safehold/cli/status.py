@@ -1,0 +1,39 @@
+"""`safehold status`: is the data safe right now? Non-zero exit when red."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import click
+
+from safehold.backup import setup
+from safehold.backup.status import compute
+from safehold.cli.common import common_options, open_store
+from safehold.config import Settings
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@common_options
+def status(as_json: bool, settings: Settings) -> None:
+    """Replicas, lag, the last drill, and a verdict (green, amber, red)."""
+    store = open_store(settings)
+    st = compute(store, setup.resolve(settings, store))
+    if as_json:
+        click.echo(json.dumps({"verdict": st.verdict, "messages": st.messages, **st.facts},
+                              indent=2))
+    else:
+        click.echo(f"verdict: {st.verdict.upper()}")
+        for m in st.messages:
+            click.echo(f"  - {m}")
+        click.echo(f"last change: {st.facts['last_seq']} (lineage {st.facts['lineage']})")
+        for r in st.facts["replicas"]:
+            click.echo(f"replica {r['url']}: holds seq {r['shipped_seq']}, "
+                       f"{r['lag_seconds']:.1f} s behind")
+        d = st.facts.get("last_drill")
+        if d:
+            when = datetime.fromtimestamp(d["at"]).astimezone().isoformat(timespec="seconds")
+            click.echo(f"last drill: {'passed' if d['ok'] else 'FAILED'} at {when}: {d['detail']}")
+    if st.verdict == "red":
+        raise SystemExit(1)
