@@ -33,6 +33,16 @@ def cli(data_dir: Path, *args: str, stdin: str | None = None,
     return proc
 
 
+def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run the `safehold` CLI with exactly these arguments (no --data-dir added)."""
+    proc = subprocess.run([sys.executable, "-m", "safehold", *args], capture_output=True,
+                          text=True, timeout=300, stdin=subprocess.DEVNULL)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"safehold {' '.join(args)} failed ({proc.returncode}):\n"
+                             f"{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
 def add_user(data_dir: Path, name: str, password: str = PASSWORD,
              env: dict[str, str] | None = None) -> None:
     cli(data_dir, "user", "add", name, "--password-stdin", stdin=password + "\n", env=env)

@@ -55,6 +55,15 @@ def drill(store: Store, replica: ReplicaClient, key: Key,
                              "the replica holds nothing yet: nothing to verify")
         _record(store, result)
         return [result]
+    started = time.monotonic()
+    problems = verify(replica, key)
+    if problems:
+        # Every object is read back first: a damaged segment that no restore point
+        # happens to need today would break the restore of tomorrow.
+        result = DrillResult(replica.url, man.high_water, False, time.monotonic() - started,
+                             f"{len(problems)} damaged object(s): " + "; ".join(problems[:5]))
+        _record(store, result)
+        return [result]
     points = [man.high_water]
     if man.high_water > 1:
         points.append(rng.randint(1, man.high_water - 1))
@@ -103,6 +112,17 @@ def verify(replica: ReplicaClient, key: Key) -> list[str]:
     problems += [f"{n} is listed in the manifest but missing" for n in sorted(names)]
     refs = sorted((r for r in (segment.parse_segment(o.path) for o in replica.list("segments/"))
                    if r), key=lambda r: r.first)
+    prev_last = None
+    for ref in refs:
+        try:
+            body = segment.decode(key, ref.name, replica.get(ref.name))
+        except SafeholdError:
+            prev_last = ref.last
+            continue  # already reported above
+        if prev_last is not None and int(body["prev_last"]) != prev_last:
+            problems.append(f"a segment is missing before {ref.name} (it follows seq "
+                            f"{body['prev_last']}, the previous segment ends at {prev_last})")
+        prev_last = ref.last
     if refs and refs[-1].last < man.high_water:
         problems.append(f"segments end at seq {refs[-1].last} but the manifest says "
                         f"{man.high_water}: the last segment is missing")

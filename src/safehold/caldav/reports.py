@@ -38,10 +38,13 @@ class DataRequest:
                     self.limit = (start, end)
 
     def render(self, data: bytes) -> etree._Element:
-        if self.expand is not None:
-            data = ical.expand(data, *self.expand)
-        elif self.limit is not None:
-            data = ical.limit_recurrence_set(data, *self.limit)
+        try:
+            if self.expand is not None:
+                data = ical.expand(data, *self.expand)
+            elif self.limit is not None:
+                data = ical.limit_recurrence_set(data, *self.limit)
+        except ical.InvalidCalendarData:
+            pass  # an object that no longer parses is sent as stored, never left out
         el = xml.element(c("calendar-data"), nsmap={"C": CALDAV})
         el.text = reportutil.clean_text(data)
         return el
@@ -70,6 +73,9 @@ def query(req: DavRequest, backend: DavBackend, node: Node, root: etree._Element
         body = backend.read_bytes(member)
         try:
             hit = ical.matches(body, flt)
+        except ical.InvalidCalendarData:
+            # Leaving it out would make clients such as DAVx5 delete their copy.
+            hit = True
         except UnsupportedCollation as exc:
             raise DavError(403, f"unsupported collation {exc}", condition="supported-collation",
                            namespace=CALDAV) from exc
