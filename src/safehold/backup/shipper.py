@@ -151,7 +151,9 @@ class Shipper:
         def run() -> None:
             backoff = interval
             while not self._stop.is_set():
-                results = self.ship_all()
+                with self.store.shipping_turn() as mine:
+                    # Another process may be shipping; we take over when it stops.
+                    results = self.ship_all() if mine else {}
                 failed = any(isinstance(r, str) for r in results.values())
                 backoff = min(backoff * 2, 30.0) if failed else interval
                 self._wake.wait(backoff)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -68,8 +69,18 @@ def _shipper(settings: Settings) -> tuple[Shipper, list[str]]:
 def now(settings: Settings) -> None:
     """Ship everything not yet shipped and take a snapshot, now."""
     shipper, _ = _shipper(settings)
+    deadline = time.monotonic() + 60
+    while True:
+        with shipper.store.shipping_turn() as mine:
+            if mine:
+                results = shipper.ship_all(snapshot=True)
+                break
+        if time.monotonic() > deadline:
+            raise click.ClickException("another process kept the shipping turn for 60 s; "
+                                       "try again")
+        time.sleep(0.2)
     failed = False
-    for url, result in shipper.ship_all(snapshot=True).items():
+    for url, result in results.items():
         if isinstance(result, ShipResult):
             click.echo(f"{url}: holds seq {result.shipped_seq} ({result.segments} new segment(s), "
                        f"{result.blobs} new blob(s)) and a snapshot")

@@ -3,6 +3,7 @@ rows; ``resource`` holds the heads. SQL lives here and nowhere above."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import threading
 import time
@@ -30,6 +31,7 @@ from safehold.store.schema import (
 
 T = TypeVar("T")
 WRITE_LOCK_KEY = 0x5AFE0001  # PostgreSQL advisory lock serializing writers
+SHIPPER_LOCK_KEY = 0x5AFE0002  # held by the one process that ships to replicas
 
 # Paths are the DAV path below /dav/, without slashes at either end, e.g.
 # "files/alice/docs/a.txt". Descendants of P are the paths in the half-open range
@@ -521,6 +523,36 @@ class Store:
                 conn.execute(sa.insert(meta).values(key="lineage", value=value))
             return str(value)
         return self._write(tx)
+
+    @contextlib.contextmanager
+    def shipping_turn(self) -> Iterator[bool]:
+        """The turn to ship the change log (DESIGN "Scale-out"): exactly one process
+        ships at a time — a PostgreSQL session advisory lock, or an exclusive file lock
+        beside the SQLite database. Taken per pass, so when the shipping process dies
+        another takes over at its next pass. Yields False if another process has it."""
+        if self.engine.dialect.name == "sqlite":
+            import fcntl
+            with open(self.tmp_dir.parent / "shipper.lock", "a+") as fh:
+                try:
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    yield False
+                    return
+                try:
+                    yield True
+                finally:
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            return
+        with self.engine.connect() as conn:
+            got = bool(conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"),
+                                    {"k": SHIPPER_LOCK_KEY}).scalar())
+            conn.commit()
+            try:
+                yield got
+            finally:
+                if got:
+                    conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": SHIPPER_LOCK_KEY})
+                    conn.commit()
 
     def writable(self) -> bool:
         """Take the write lock and roll back: the store is open and writable."""
