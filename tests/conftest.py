@@ -25,6 +25,16 @@ def postgres() -> Iterator[object]:
     pg.stop()
 
 
+@pytest.fixture(scope="session")
+def s3() -> Iterator[object]:
+    """A real S3-compatible server (rclone serve s3) on loopback, one per session;
+    each test takes its own prefix with ``s3.url(prefix)`` and ``s3.env()``."""
+    from tests.support.s3 import S3Server
+    server = S3Server().start()
+    yield server
+    server.stop()
+
+
 def _env_for(database: str, request: pytest.FixtureRequest) -> dict[str, str]:
     if database == "sqlite":
         return {}

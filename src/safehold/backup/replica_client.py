@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
@@ -13,6 +14,25 @@ import obstore
 from obstore.store import from_url
 
 from safehold.errors import SafeholdError
+
+
+RETRY = {"max_retries": 3, "retry_timeout": timedelta(seconds=20),
+         "backoff": {"init_backoff": timedelta(milliseconds=100),
+                     "max_backoff": timedelta(seconds=2), "base": 2}}
+try:  # obstore (pyo3) reports some configuration errors as a panic, a BaseException
+    from pyo3_runtime import PanicException as _Panic  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - depends on the binding's build
+    class _Panic(Exception):  # type: ignore[no-redef]
+        pass
+
+
+def _missing(exc: BaseException) -> bool:
+    """Not found, also when a path runs through an existing object (ENOTDIR on a
+    folder replica): S3 calls that missing too, and so must every backend."""
+    text = str(exc).lower()
+    return (isinstance(exc, (FileNotFoundError, NotADirectoryError))
+            or type(exc).__name__ == "NotFoundError" or "not found" in text
+            or "os error 20" in text or "not a directory" in text)
 
 
 class ReplicaError(SafeholdError):
@@ -49,6 +69,8 @@ class ObjectStoreReplica:
         self.url = url
         parts = urlsplit(url)
         options: dict[str, Any] = {}
+        # Fail within seconds when a replica is down: the shipper retries on its own.
+        client: dict[str, Any] = {"connect_timeout": "5s", "timeout": "120s"}
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         base = url.split("?", 1)[0]
         try:
@@ -59,15 +81,17 @@ class ObjectStoreReplica:
             elif parts.scheme == "s3":
                 if "endpoint" in query:
                     options["endpoint"] = query["endpoint"]
-                    options["allow_http"] = query["endpoint"].startswith("http://")
                     options["virtual_hosted_style_request"] = False
+                    client["allow_http"] = query["endpoint"].startswith("http://")
                 if "region" in query:
                     options["region"] = query["region"]
                 options.setdefault("region", "us-east-1")
-                self._store = from_url(base, **options)
+                self._store = from_url(base, client_options=client,  # type: ignore[call-overload]
+                                       retry_config=RETRY,
+                                       **options)
             else:
                 self._store = from_url(base)
-        except Exception as exc:  # noqa: BLE001 - obstore raises many kinds; one message
+        except (Exception, _Panic) as exc:  # noqa: BLE001 - obstore raises many kinds
             raise ReplicaError(f"cannot open replica {url}: {exc}") from exc
         self._conditional = parts.scheme != "s3"
 
@@ -97,10 +121,8 @@ class ObjectStoreReplica:
     def get(self, path: str) -> bytes:
         try:
             return bytes(obstore.get(self._store, path).bytes())
-        except FileNotFoundError as exc:
-            raise ObjectMissing(f"{path} is missing from {self.url}") from exc
         except Exception as exc:  # noqa: BLE001
-            if "not found" in str(exc).lower() or type(exc).__name__ == "NotFoundError":
+            if _missing(exc):
                 raise ObjectMissing(f"{path} is missing from {self.url}") from exc
             raise ReplicaError(f"reading {path} from {self.url} failed: {exc}") from exc
 
@@ -108,10 +130,8 @@ class ObjectStoreReplica:
         try:
             obstore.head(self._store, path)
             return True
-        except FileNotFoundError:
-            return False
         except Exception as exc:  # noqa: BLE001
-            if "not found" in str(exc).lower() or type(exc).__name__ == "NotFoundError":
+            if _missing(exc):
                 return False
             raise ReplicaError(f"checking {path} on {self.url} failed: {exc}") from exc
 
@@ -121,12 +141,16 @@ class ObjectStoreReplica:
                 for meta in batch:
                     yield ObjectInfo(str(meta["path"]), int(meta["size"]))
         except Exception as exc:  # noqa: BLE001
+            if _missing(exc):
+                return
             raise ReplicaError(f"listing {prefix} on {self.url} failed: {exc}") from exc
 
     def delete(self, path: str) -> None:
         try:
             obstore.delete(self._store, path)
         except Exception as exc:  # noqa: BLE001
+            if _missing(exc):
+                return  # deleting what is gone is done (a re-run after a crash)
             raise ReplicaError(f"deleting {path} on {self.url} failed: {exc}") from exc
 
 
