@@ -11,7 +11,8 @@ import icalendar
 import pytest
 
 from safehold.core.formats import ical, ical_instances
-from safehold.core.formats.ical import CalendarInfo, CompFilter, InvalidCalendarData, inspect_calendar
+from safehold.core.formats.ical import CalendarInfo, CompFilter, InvalidCalendarData, PropFilter, inspect_calendar
+from safehold.core.formats.textmatch import TextMatch
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus" / "ical"
 VALID = sorted((CORPUS / "valid").glob("*.ics"))
@@ -34,12 +35,12 @@ def component(name: str, *props: str, uid: str = "test-uid@example.org", subs: t
     return [f"BEGIN:{name}", f"UID:{uid}", "DTSTAMP:20240101T000000Z", *props, *subs, f"END:{name}"]
 
 
-def event(*props: str, **kw: object) -> bytes:
-    return calendar(*component("VEVENT", *props, **kw))  # type: ignore[arg-type]
+def event(*props: str, uid: str = "test-uid@example.org", subs: tuple[str, ...] = ()) -> bytes:
+    return calendar(*component("VEVENT", *props, uid=uid, subs=subs))
 
 
-def todo(*props: str, **kw: object) -> bytes:
-    return calendar(*component("VTODO", *props, **kw))  # type: ignore[arg-type]
+def todo(*props: str, uid: str = "test-uid@example.org", subs: tuple[str, ...] = ()) -> bytes:
+    return calendar(*component("VTODO", *props, uid=uid, subs=subs))
 
 
 def expect(start: str | None, end: str | None) -> tuple[datetime | None, datetime | None]:
@@ -158,14 +159,11 @@ def test_text_that_is_not_utf8_is_indexed_not_refused() -> None:
 
 
 def _summary_contains(text: str) -> CompFilter:
-    from safehold.core.formats.ical import PropFilter
-    from safehold.core.formats.textmatch import TextMatch
-
     return CompFilter("VCALENDAR", comp_filters=(
         CompFilter("VEVENT", prop_filters=(PropFilter("SUMMARY", text_match=TextMatch(text)),)),))
 
 
-def test_inline_attachments_are_not_read_for_the_index(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_inline_attachments_are_not_read_for_the_index() -> None:
     data = (CORPUS / "valid" / "large-attachment-200k.ics").read_bytes()
     assert len(data) > 200_000
     assert inspect_calendar(data).uid == "with-attachment@example.org"

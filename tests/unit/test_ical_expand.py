@@ -10,7 +10,13 @@ from zoneinfo import ZoneInfo
 import icalendar
 import pytest
 
-from safehold.core.formats.ical import expand, freebusy, inspect_calendar, limit_recurrence_set
+from safehold.core.formats.ical import (
+    InvalidCalendarData,
+    expand,
+    freebusy,
+    inspect_calendar,
+    limit_recurrence_set,
+)
 from tests.unit.test_ical import CORPUS, at, calendar, component, event
 
 BERLIN = (CORPUS / "valid" / "recurring-overrides-exdate-berlin.ics").read_bytes()
@@ -229,3 +235,26 @@ def test_freebusy_passes_other_fbtypes_through(fbtype: str) -> None:
     data = calendar(*component("VFREEBUSY", f"FREEBUSY;FBTYPE={fbtype}:20240610T090000Z/PT1H"))
     out = freebusy([data], at("20240610T000000Z"), at("20240611T000000Z"), now=NOW)
     assert busy_lines(out) == [f"FREEBUSY;FBTYPE={fbtype}:20240610T090000Z/20240610T100000Z"]
+
+
+# -- recurrences too dense to expand ------------------------------------------------------------
+
+EVERY_SECOND = event("DTSTART:20240101T000000Z", "RRULE:FREQ=SECONDLY")
+
+
+def test_a_dense_recurrence_is_accepted_and_indexed_as_endless() -> None:
+    info = inspect_calendar(EVERY_SECOND)
+    assert (info.recurring, info.end) == (True, None)
+
+
+def test_a_dense_recurrence_is_refused_for_expansion_not_ground_through() -> None:
+    with pytest.raises(InvalidCalendarData):
+        expand(EVERY_SECOND, at("20240601T000000Z"), at("20240601T000010Z"))
+    out = freebusy([EVERY_SECOND], at("20240601T000000Z"), at("20240602T000000Z"), now=NOW)
+    assert busy_lines(out) == []
+
+
+def test_a_dense_but_short_recurrence_expands() -> None:
+    data = event("DTSTART:20240101T000000Z", "DURATION:PT1M", "RRULE:FREQ=MINUTELY;COUNT=30")
+    found = components(expand(data, at("20240101T000000Z"), at("20250101T000000Z")))
+    assert len(found) == 30

@@ -4,7 +4,7 @@ condition for the row, not taken from what the code returns."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, tzinfo
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -34,8 +34,9 @@ def window(start: str | None, end: str | None) -> TimeRange:
     return TimeRange(one(start), one(end))
 
 
-def in_range(data: bytes, name: str, start: str | None, end: str | None, **kw: object) -> bool:
-    return matches(data, query(CompFilter(name, time_range=window(start, end))), **kw)  # type: ignore[arg-type]
+def in_range(data: bytes, name: str, start: str | None, end: str | None,
+             floating_tz: tzinfo | None = None) -> bool:
+    return matches(data, query(CompFilter(name, time_range=window(start, end))), floating_tz)
 
 
 D = "20240110T"  # the day all table tests happen on
@@ -315,6 +316,12 @@ def test_an_endless_rule_matches_an_open_range_far_ahead() -> None:
     assert in_range(data, "VEVENT", "21500101T000000Z", None)
     assert in_range(data, "VEVENT", "20240101T000000Z", None)
     assert not in_range(data, "VEVENT", None, "20200101T080000Z")
+
+
+def test_a_recurrence_too_dense_to_expand_is_listed_rather_than_left_out() -> None:
+    data = event("DTSTART:20240101T000000Z", "RRULE:FREQ=SECONDLY")
+    assert in_range(data, "VEVENT", "20240601T000000Z", "20240601T000005Z")
+    assert in_range(data, "VEVENT", "20300601T000000Z", None)
 
 
 def test_thisandfuture_moves_later_instances() -> None:
