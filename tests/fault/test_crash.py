@@ -276,8 +276,9 @@ def _verify(run: Run, server: Server, round_no: int) -> None:
     found: set[str] = set()
     for it, resp in zip(items, answers, strict=True):
         if resp.status_code == 200:
-            got: Digest = _digest(resp.content)
-            run.sizes.setdefault(got, len(resp.content))
+            body_hash = _digest(resp.content)
+            run.sizes.setdefault(body_hash, len(resp.content))
+            got: Digest = body_hash
             found.add(it.name)
         elif resp.status_code == 404:
             got = None
@@ -305,11 +306,11 @@ def test_sigkill_under_write_load_loses_nothing_acknowledged(tmp_path: Path) -> 
     last_seq = int(_check(data, run.fail_message(-1, "before the first round"))["last_seq"])
     server = Server(data)
     totals: Counter[str] = Counter()
-    phases: Counter[str] = Counter()  # seconds spent per phase, for the summary line
+    phases: dict[str, float] = {}  # seconds spent per phase, for the summary line
 
     def timed(phase: str, since: float) -> float:
         now = time.monotonic()
-        phases[phase] += now - since
+        phases[phase] = phases.get(phase, 0.0) + now - since
         return now
 
     try:

@@ -69,8 +69,9 @@ def query(req: DavRequest, backend: DavBackend, node: Node, root: etree._Element
     else:
         candidates = [node]
     out = []
+    bodies = backend.read_many(candidates)
     for member in candidates:
-        body = backend.read_bytes(member)
+        body = bodies[member.href]
         try:
             hit = ical.matches(body, flt)
         except ical.InvalidCalendarData:

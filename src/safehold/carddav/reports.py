@@ -96,8 +96,9 @@ def query(req: DavRequest, backend: DavBackend, node: Node, root: etree._Element
         members = [node]
     out: list[etree._Element] = []
     truncated = False
+    bodies = backend.read_many(members)
     for member in members:
-        body = backend.read_bytes(member)
+        body = bodies[member.href]
         try:
             hit = vcard.matches(body, flt)
         except UnsupportedCollation as exc:

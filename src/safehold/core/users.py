@@ -26,7 +26,9 @@ DEFAULT_COLLECTIONS = (
         "{DAV:}displayname": '<displayname xmlns="DAV:">Contacts</displayname>',
     }),
 )
-_hasher = PasswordHasher()
+# argon2id with 19 MiB, 2 passes (OWASP's minimum): each verification holds its
+# memory, so the default 64 MiB would dominate the server's footprint.
+_hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 
 
 def check_name(name: str) -> str:

@@ -77,9 +77,11 @@ def multiget(root: etree._Element, backend: DavBackend, names: list[str],
         raise DavError(400, "a multiget needs at least one DAV:href")
     paths = [unquote(urlsplit(h).path) for h in hrefs]
     found = backend.get_many([p for p in paths if backend.allowed(p)])
+    bodies = backend.read_many([n for n in found.values() if not n.is_collection]) \
+        if render is not None else {}
     out = []
     for h, p in zip(hrefs, paths, strict=True):
         member = found.get(p)
         out.append(not_found(h) if member is None or member.is_collection
-                   else response(member, backend, names, render))
+                   else response(member, backend, names, render, bodies.get(member.href)))
     return multistatus(out)

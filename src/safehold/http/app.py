@@ -387,6 +387,8 @@ def build(settings: Settings) -> App:
     """Open (creating on first use) the store, run the self-test, return the app."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.tmp_dir.mkdir(parents=True, exist_ok=True)
+    for stale in settings.tmp_dir.glob("body-*"):
+        stale.unlink(missing_ok=True)  # uploads cut off by a crash: never acknowledged
     engine = engine_mod.create(settings.db_url())
     engine_mod.ensure_schema(engine)
     facts = engine_mod.self_test(engine)

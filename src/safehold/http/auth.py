@@ -43,6 +43,7 @@ class Authenticator:
         self._cache: dict[str, _Verified] = {}
         self._failures: dict[str, tuple[int, float]] = {}
         self._dummy_hash = hash_password(secrets.token_hex(16))
+        self._verifying = anyio.Semaphore(2)
 
     @staticmethod
     def parse(header: str | None) -> tuple[str, str] | None:
@@ -79,7 +80,8 @@ class Authenticator:
         creds = self.parse(header)
         if creds is None:
             return None
-        principal = await anyio.to_thread.run_sync(self._check, *creds)
+        async with self._verifying:  # bounds argon2's memory under a burst of logins
+            principal = await anyio.to_thread.run_sync(self._check, *creds)
         if principal is None:
             await self._fail(client)
         else:

@@ -17,6 +17,7 @@ from safehold.dav.backend import LockInfo, Node
 from safehold.dav.errors import DavError
 from safehold.dav.types import SpooledBody
 from safehold.errors import DomainError, UidConflict
+from safehold.store import blobs
 from safehold.store.repo import Store
 
 PREFIX = "/dav/"
@@ -45,6 +46,7 @@ class StoreDavBackend:
         self.actor = actor
         self.lineage = lineage
         self.guard = guard
+        self._blobs: dict[str, str | None] = {}
 
     # -- access ----------------------------------------------------------------
 
@@ -70,6 +72,9 @@ class StoreDavBackend:
 
     def _node(self, res: Resource) -> Node:
         href = PREFIX + res.path + ("/" if res.is_collection else "")
+        # Bodies are read by the hash of the version this node describes, so the
+        # bytes always belong to the ETag reported with them.
+        self._blobs[href] = res.blob_hash
         return Node(href=href, is_collection=res.is_collection, etag=res.etag, size=res.size,
                     content_type=res.content_type, created_at=res.created_at,
                     modified_at=res.modified_at, dead_props=res.props, kind=res.kind)
@@ -109,6 +114,9 @@ class StoreDavBackend:
         return [self._node(r) for r in self.store.subtree(store_path(node.href))]
 
     def body(self, node: Node) -> Iterator[bytes]:
+        if node.href in self._blobs:
+            h = self._blobs[node.href]
+            return blobs.read(self.store.engine, h) if h else iter(())
         res = self.store.get(store_path(node.href))
         if res is None:
             return iter(())
@@ -256,8 +264,13 @@ class StoreDavBackend:
         return {wanted[p]: self._node(r) for p, r in found.items()}
 
     def read_bytes(self, node: Node) -> bytes:
-        res = self.store.get(store_path(node.href))
-        return self.store.read_bytes(res) if res is not None else b""
+        return b"".join(self.body(node))
+
+    def read_many(self, nodes: list[Node]) -> dict[str, bytes]:
+        hashes = {n.href: self._blobs.get(n.href) for n in nodes}
+        small = blobs.read_small(self.store.engine, sorted({h for h in hashes.values() if h}))
+        return {href: small[h] if h in small else self.read_bytes(n) if h else b""
+                for n in nodes for href, h in [(n.href, hashes[n.href])]}
 
     def query_candidates(self, node: Node, component: str | None, start: float | None,
                          end: float | None) -> list[Node]:

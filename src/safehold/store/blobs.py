@@ -20,7 +20,7 @@ from safehold.store.schema import blob, blob_chunk
 
 CHUNK = 1 << 20  # 1 MiB of original bytes per row
 CODEC = "zstd"
-_BATCH = 16  # chunks per transaction while storing a large body
+_BATCH = 4  # chunks per transaction while storing a large body (bounds memory)
 
 
 class Spool:
@@ -65,23 +65,15 @@ def store(engine: Engine, body: Body, write: Callable[[Callable[[Connection], No
         if exists(conn, body.sha256):
             return
     comp = zstandard.ZstdCompressor(level=3)
+    total = max(1, -(-body.size // CHUNK))  # chunks, an empty body has one (empty) chunk
     with open(body.path, "rb") as fh:
-        idx = 0
-        done = False
-        while not done:
-            rows = []
-            for _ in range(_BATCH):
-                data = fh.read(CHUNK)
-                if not data and idx > 0:
-                    done = True
-                    break
-                rows.append({"hash": body.sha256, "idx": idx, "data": comp.compress(data)})
-                idx += 1
-                if len(data) < CHUNK:
-                    done = True
-                    break
-            def tx(conn: Connection, rows: list[dict[str, object]] = rows, done: bool = done,
-                   count: int = idx) -> None:
+        for start in range(0, total, _BATCH):
+            indexes = range(start, min(start + _BATCH, total))
+            rows = [{"hash": body.sha256, "idx": idx, "data": comp.compress(fh.read(CHUNK))}
+                    for idx in indexes]
+            last = indexes[-1] == total - 1
+
+            def tx(conn: Connection, rows: list[dict[str, object]] = rows, last: bool = last) -> None:
                 if exists(conn, body.sha256):
                     return  # another writer finished the same body meanwhile
                 # A crashed earlier attempt may have left some of these chunks.
@@ -89,9 +81,9 @@ def store(engine: Engine, body: Body, write: Callable[[Callable[[Connection], No
                     (blob_chunk.c.hash == body.sha256) & (blob_chunk.c.idx >= rows[0]["idx"])
                     & (blob_chunk.c.idx <= rows[-1]["idx"])))
                 conn.execute(sa.insert(blob_chunk), rows)
-                if done:
+                if last:
                     conn.execute(sa.insert(blob).values(
-                        hash=body.sha256, size=body.size, chunks=count, codec=CODEC))
+                        hash=body.sha256, size=body.size, chunks=total, codec=CODEC))
             write(tx)
 
 
@@ -112,10 +104,15 @@ def read(engine: Engine, sha256: str) -> Iterator[bytes]:
     """Yield the original bytes chunk by chunk (one short query per chunk)."""
     dec = zstandard.ZstdDecompressor()
     with engine.connect() as conn:
-        row = conn.execute(sa.select(blob.c.chunks).where(blob.c.hash == sha256)).first()
+        row = conn.execute(sa.select(blob.c.chunks, blob_chunk.c.data)
+                           .join(blob_chunk, (blob_chunk.c.hash == blob.c.hash) & (blob_chunk.c.idx == 0))
+                           .where(blob.c.hash == sha256)).first()
     if row is None:
         return
-    for idx in range(row.chunks):
+    first = dec.decompress(row.data)
+    if first:
+        yield first
+    for idx in range(1, row.chunks):
         with engine.connect() as conn:
             data = conn.execute(sa.select(blob_chunk.c.data).where(
                 (blob_chunk.c.hash == sha256) & (blob_chunk.c.idx == idx))).scalar_one()
@@ -126,3 +123,18 @@ def read(engine: Engine, sha256: str) -> Iterator[bytes]:
 
 def read_all(engine: Engine, sha256: str) -> bytes:
     return b"".join(read(engine, sha256))
+
+
+def read_small(engine: Engine, hashes: list[str]) -> dict[str, bytes]:
+    """Bodies of single-chunk blobs in one query per 500 (multiget, calendar-query);
+    larger ones are left to ``read``."""
+    dec = zstandard.ZstdDecompressor()
+    out: dict[str, bytes] = {}
+    with engine.connect() as conn:
+        for i in range(0, len(hashes), 500):
+            rows = conn.execute(sa.select(blob_chunk.c.hash, blob_chunk.c.data)
+                                .join(blob, blob.c.hash == blob_chunk.c.hash)
+                                .where(blob_chunk.c.hash.in_(hashes[i:i + 500]), blob.c.chunks == 1))
+            for h, data in rows:
+                out[h] = dec.decompress(data)
+    return out
