@@ -22,6 +22,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote
@@ -236,6 +237,19 @@ class ClientModel:
         if r.status_code < 300:
             self._delete_local(href, "user")
         return r.status_code
+
+    def delete_upstream_many(self, hrefs: list[str], workers: int = 4) -> dict[str, int]:
+        """``delete_upstream`` for many items, uploaded ``workers`` at a time (a faster
+        phone; the server sees the same burst). Returns the status of each DELETE."""
+        def one(href: str) -> int:
+            return self.http.delete(href, headers={"If-Match": self.local[href][0]}).status_code
+
+        with ThreadPoolExecutor(workers) as pool:
+            statuses = dict(zip(hrefs, pool.map(one, hrefs), strict=True))
+        for href in hrefs:
+            if statuses[href] < 300:
+                self._delete_local(href, "user")
+        return statuses
 
     # -- requests -------------------------------------------------------------------
 

@@ -101,7 +101,13 @@ def apply(store: Store, owner_id: int, target: str, ops: list[RestoreOp], actor:
             conn.execute(sa.delete(resource).where(resource.c.path == step.path))
             conn.execute(sa.delete(item_index).where(item_index.c.path == step.path))
             conn.execute(sa.delete(lock).where(lock.c.path == step.path))
-        for step in sorted((o for o in ops if o.action != "delete"), key=lambda o: o.path):
+        writes = sorted((o for o in ops if o.action != "delete"), key=lambda o: o.path)
+        # Every path being rewritten gives up its index row first: a rollback across a
+        # UID swap (a.vcf and b.vcf exchanged UIDs) must not trip over itself.
+        paths = [o.path for o in writes]
+        for i in range(0, len(paths), 500):
+            conn.execute(sa.delete(item_index).where(item_index.c.path.in_(paths[i:i + 500])))
+        for step in writes:
             src = step.source
             assert src is not None
             parent = conn.execute(sa.select(resource.c.kind).where(
