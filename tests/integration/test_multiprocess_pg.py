@@ -35,6 +35,7 @@ class SyncClient:
         self.server = server
         self.token = ""
         self.etags: dict[str, str] = {}
+        self.reported: list[tuple[str, str | None]] = []  # every (href, etag) ever reported
 
     def sync(self) -> None:
         with self.server.client() as c:
@@ -44,6 +45,8 @@ class SyncClient:
         for resp in r.text.split("<D:response>")[1:]:
             href = resp.split("<D:href>")[1].split("</D:href>")[0]
             etag = re.search(r"<D:getetag>([^<]+)</D:getetag>", resp)
+            if self.token:
+                self.reported.append((href, etag.group(1) if etag else None))
             if etag:
                 self.etags[href] = etag.group(1)
             else:
@@ -111,6 +114,9 @@ def test_three_processes_one_database(postgres: object, tmp_path: Path) -> None:
         truth[href] = re.search(r"<D:getetag>([^<]+)</D:getetag>", resp).group(1)  # type: ignore[union-attr]
     for cl in clients[1:]:
         assert cl.etags == truth  # every change seen, none missed, deletions applied
+        # Not yet asserted: "exactly once". A probe saw one version reported twice in
+        # 51 under this load (a harmless re-download, but not the promised once);
+        # the cause is not found yet, see the issue note.
 
     # The surviving nodes ship what the dead one did not; a restore equals the database.
     deadline = time.monotonic() + 60
