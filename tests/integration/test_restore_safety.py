@@ -272,9 +272,9 @@ def test_rollback_collection(server: Server, kind: str, point: str) -> None:
             sync_all(eager)
             token = sync_token(c, coll)
 
-            seq_before = last_seq_db(server)
+            seq_before, before = last_seq_db(server), server_state(c, coll)
             planned = run_json(server, "rollback", "alice", coll, "--to", to[0], "--dry-run")
-            assert last_seq_cli(server) == seq_before
+            assert last_seq_cli(server) == seq_before and server_state(c, coll) == before
             done = run_json(server, "rollback", "alice", coll, "--to", to[1])
             assert [p["changes"] for p in done] == [p["changes"] for p in planned]
             assert done[0]["summary"] == {"create": 2, "revert": 1, "delete": 2}, done
