@@ -17,7 +17,7 @@ import json
 import os
 import platform
 import shlex
-import subprocess
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import servers  # noqa: E402
-from workloads import Bench, Result  # noqa: E402
+from workloads import IMPORT_EVENTS, Bench, Result  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,13 +46,19 @@ LABELS = {
 }
 
 
+# Workloads whose cost grows with the calendar: not comparable when the calendars differ in size.
+COLLECTION_WIDE = {"propfind", "sync_initial", "calendar_query"}
+
+
 @dataclass
 class ServerRun:
     name: str
     version: str
     results: list[Result] = field(default_factory=list)
-    peak_rss_kib: int = 0
-    disk_kib: int = 0
+    peak_rss_kib: int = 0        # before the .ics import
+    peak_rss_all_kib: int = 0    # at the end
+    disk_kib: int = 0            # before the .ics import
+    load: str = ""
     notes: list[str] = field(default_factory=list)
     failure: str | None = None
 
@@ -83,27 +89,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md",
                         help="markdown file to (re)write (default docs/benchmarks.md)")
     args = parser.parse_args(argv)
+    # Stopped with SIGTERM: unwind, so that the servers this run started are stopped too.
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit(143))
     default_servers = [s.strip() for s in args.servers.split(",") if s.strip()]
     sizes = parse_sizes(args.n, default_servers)
 
     started = datetime.now(UTC)
+    load_start = os.getloadavg()[0]
     probe = fsync_probe()
     print(f"bench: baseline {probe:,.0f} fsync'd SQLite commits/s", file=sys.stderr)
     runs: dict[int, list[ServerRun]] = {}
     for n, names in sizes:
-        runs[n] = []
-        for name in names:
-            runs[n].append(run_server(name, n, args.time_limit))
+        runs[n] = run_size(n, names, args.time_limit)
     command = "python " + " ".join(shlex.quote(a) for a in
                                    [os.path.relpath(__file__, ROOT), *(argv if argv is not None else sys.argv[1:])])
-    text = render(runs, started, command, args.time_limit, probe)
+    text = render(runs, started, command, args.time_limit, probe, load_start)
     out: Path = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text + kept_notes(out))
     dump = servers.WORK / f"results-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
     dump.parent.mkdir(parents=True, exist_ok=True)
     dump.write_text(json.dumps({str(n): [{"server": r.name, "version": r.version, "failure": r.failure,
-                                          "peak_rss_kib": r.peak_rss_kib, "disk_kib": r.disk_kib,
+                                          "peak_rss_kib": r.peak_rss_kib,
+                                          "peak_rss_all_kib": r.peak_rss_all_kib, "disk_kib": r.disk_kib,
+                                          "load": r.load,
                                           "notes": r.notes, "results": [x.as_dict() for x in r.results]}
                                          for r in rs] for n, rs in runs.items()}, indent=1))
     print(text)
@@ -113,34 +122,63 @@ def main(argv: list[str] | None = None) -> int:
 
 # -- running --------------------------------------------------------------------------
 
-def run_server(name: str, n: int, time_limit: float) -> ServerRun:
-    print(f"bench: N={n} {name}: starting", file=sys.stderr)
+def run_size(n: int, names: list[str], time_limit: float) -> list[ServerRun]:
+    """Start every server for this N, then run workload by workload across them.
+
+    Interleaving (workload 1 on each server, then workload 2 on each, ..., with the order
+    rotated per workload) keeps the comparison of one workload within a few minutes, so
+    that a change in what else the machine is doing hurts no server more than another.
+    """
+    runs: list[ServerRun] = []
+    active: list[tuple[ServerRun, servers.Server, Bench]] = []
     try:
-        server = servers.start(name, servers.WORK / f"n{n}")
-    except Exception as exc:  # a server that cannot start is reported, not fatal
-        print(f"bench: N={n} {name}: cannot start: {exc}", file=sys.stderr)
-        return ServerRun(name, "?", failure=f"cannot start: {exc}")
-    run = ServerRun(name, server.version, notes=list(server.setup_notes))
-    try:
-        bench = Bench(server, n, time_limit)
-        for step in bench.steps():
-            t0 = time.perf_counter()
-            step()
-            res = bench.results[-1]
-            res.key = step.__name__
-            print(f"bench: N={n} {name}: {res.name}: {res.rate:,.1f} ops/s, p50 "
-                  f"{res.percentile(50) * 1000:.2f} ms, p99 {res.percentile(99) * 1000:.2f} ms, "
-                  f"{res.errors} errors, {res.status} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
-            for sample in res.error_samples:
-                print(f"bench:     error: {sample}", file=sys.stderr)
-        run.results = bench.results
+        for name in names:
+            print(f"bench: N={n} {name}: starting", file=sys.stderr)
+            try:
+                server = servers.start(name, servers.WORK / f"n{n}")
+            except Exception as exc:  # a server that cannot start is reported, not fatal
+                print(f"bench: N={n} {name}: cannot start: {exc}", file=sys.stderr)
+                runs.append(ServerRun(name, "?", failure=f"cannot start: {exc}"))
+                continue
+            run = ServerRun(name, server.version, notes=list(server.setup_notes))
+            runs.append(run)
+            active.append((run, server, Bench(server, n, time_limit)))
+        load_before = os.getloadavg()[0]
+        steps = len(active[0][2].steps()) if active else 0
+        for index in range(steps):
+            shift = index % len(active)
+            for run, server, bench in active[shift:] + active[:shift]:
+                run_step(n, run, server, bench, index)
+        load = f"1-minute load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
+        for run, server, bench in active:
+            run.results = bench.results
+            run.peak_rss_all_kib = server.peak_rss_kib()
+            run.load = load
+            if not server.alive():
+                run.failure = f"the server exited (status {server.process.returncode}); see {server.log_path}"
+    finally:
+        for _run, server, _bench in active:
+            server.stop()
+    return runs
+
+
+def run_step(n: int, run: ServerRun, server: servers.Server, bench: Bench, index: int) -> None:
+    step = bench.steps()[index]
+    if step.__name__ == "import_ics":
         run.peak_rss_kib = server.peak_rss_kib()
         run.disk_kib = server.disk_kib()
-        if not server.alive():
-            run.failure = f"the server exited (status {server.process.returncode}); see {server.log_path}"
-    finally:
-        server.stop()
-    return run
+    load = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    step()
+    res = bench.results[-1]
+    res.key = step.__name__
+    res.load = load
+    print(f"bench: N={n} {run.name}: {res.name}: {res.rate:,.1f} ops/s, p50 "
+          f"{res.percentile(50) * 1000:.2f} ms, p99 {res.percentile(99) * 1000:.2f} ms, "
+          f"{res.errors} errors, {res.status} ({time.perf_counter() - t0:.1f} s, load {load:.1f})",
+          file=sys.stderr)
+    for sample in res.error_samples:
+        print(f"bench:     error: {sample}", file=sys.stderr)
 
 
 def fsync_probe(seconds: float = 2.0) -> float:
@@ -167,7 +205,7 @@ def fsync_probe(seconds: float = 2.0) -> float:
 
 # -- reporting --------------------------------------------------------------------------
 
-def machine() -> list[str]:
+def machine() -> str:
     cpu = "?"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
@@ -179,19 +217,8 @@ def machine() -> list[str]:
             mem_kib = int(line.split()[1])
     debian = Path("/etc/debian_version")
     distro = f"Debian {debian.read_text().strip()}" if debian.exists() else platform.platform()
-    return [f"{os.cpu_count()} CPUs (`nproc`), {cpu}", f"{mem_kib / 1024 / 1024:.1f} GiB memory",
-            f"{distro}, Linux {platform.release()}"]
-
-
-def git_revision() -> str:
-    try:
-        rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no",
-                                "--", "src"], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown revision"
-    return f"commit {rev}" + (" with uncommitted changes under src/" if dirty else "")
+    return f"{os.cpu_count()} CPUs (`nproc`), {cpu}, {mem_kib / 1024 / 1024:.1f} GiB memory, " \
+        f"{distro}, Linux {platform.release()}"
 
 
 def fmt_rate(rate: float) -> str:
@@ -208,7 +235,11 @@ def cell(res: Result | None) -> str:
         return "—"
     if res.status == "n/a":
         return "n/a"
-    text = f"{fmt_rate(res.rate)} ({fmt_ms(res.percentile(50))} / {fmt_ms(res.percentile(99))})"
+    if res.key == "import_ics":  # one request: its time says more than 0.04 requests/s
+        seconds = res.percentile(50)
+        text = f"{seconds:,.1f} s ({IMPORT_EVENTS / seconds:,.0f} events/s)" if seconds else "—"
+    else:
+        text = f"{fmt_rate(res.rate)} ({fmt_ms(res.percentile(50))} / {fmt_ms(res.percentile(99))})"
     if res.status != "ok":
         text += f" **{res.status}**"
     if res.errors:
@@ -225,6 +256,9 @@ def ratio(mine: Result | None, peers: list[Result]) -> str:
     best = max(usable, key=lambda r: r.rate)
     value = mine.rate / best.rate if best.rate else float("inf")
     mark = " †" if mine.status != "ok" or best.status != "ok" or mine.errors or best.errors else ""
+    if mine.key in COLLECTION_WIDE and any(abs(p.events - mine.events) > 0.05 * max(mine.events, 1)
+                                           for p in usable):
+        mark += " ‡"
     return f"{value:,.2f}×{mark}"
 
 
@@ -236,35 +270,44 @@ def size_ratio(mine: int, peers: list[int]) -> str:
 
 
 def render(runs: dict[int, list[ServerRun]], started: datetime, command: str, time_limit: float,
-           probe: float) -> str:
-    versions: dict[str, str] = {}
+           probe: float, load_start: float) -> str:
+    versions: dict[str, list[str]] = {}
     for rs in runs.values():
         for r in rs:
-            if r.version != "?":
-                versions.setdefault(r.name, r.version)
+            if r.version != "?" and r.version not in versions.setdefault(r.name, []):
+                versions[r.name].append(r.version)
+
+    def version(name: str) -> str:
+        return " / ".join(versions.get(name, [])) or "(not run)"
     lines = [
         "# Benchmarks",
         "",
         "Generated by `bench/run.py` — do not edit by hand above the *Notes* section; rerun instead.",
         "",
         f"- Date: {started.strftime('%Y-%m-%d %H:%M UTC')}",
-        *[f"- Machine: {m}" for m in machine()],
+        f"- Machine: {machine()}",
         f"- Python {platform.python_version()} ({sys.executable})",
-        f"- safehold {versions.get('safehold', '(not run)')} ({git_revision()}), "
-        f"Radicale {versions.get('radicale', '(not run)')}, Xandikos {versions.get('xandikos', '(not run)')}",
+        f"- safehold {version('safehold')}, Radicale {version('radicale')}, Xandikos {version('xandikos')}"
+        + (" (safehold changed between the sizes; each size's table names its own)"
+           if len(versions.get("safehold", [])) > 1 else ""),
         f"- Baseline on this disk: {probe:,.0f} fsync'd SQLite commits/s (WAL, synchronous=FULL, "
         "one 600-byte row per transaction, APSW)",
+        f"- 1-minute load average when the run began: {load_start:.1f} on {os.cpu_count()} CPUs "
+        "(anything else running on the machine competes with the servers; per-server values in the details)",
         f"- Command: `{command}` (time limit {time_limit:g} s per workload and server)",
         "",
         "## How it is measured",
         "",
-        "All servers run on this machine on 127.0.0.1, one after the other, each with a fresh data "
-        "directory; the client is one `httpx.Client` per workload with keep-alive, sending requests "
+        "All servers run on this machine on 127.0.0.1 at the same time, each with a fresh data "
+        "directory, and the workloads are interleaved: the first workload on each server, then the "
+        "second on each, and so on (the order rotated per workload), so a change in the machine's "
+        "load does not favour one server; the client is one `httpx.Client` per workload with keep-alive, sending requests "
         "one at a time. Each cell is **requests/s (p50 / p99 latency in ms)** of one request "
         "(send + full response read, `time.perf_counter`); requests/s is requests ÷ wall time of "
         "the workload, without the client's own checking of answers. The last column is safehold's "
-        "rate ÷ the faster peer's (above 1 = safehold faster; † = a timeout or errors on one side). "
-        "For memory and disk it is safehold ÷ the smallest peer (below 1 = safehold smaller).",
+        "rate ÷ the faster peer's (above 1 = safehold faster; † = a timeout or errors on one side; ‡ = the "
+        "calendars held different numbers of events because a peer's PUTs hit the time limit, so "
+        "a collection-wide request had less to do there — see the details). For memory and disk it is safehold ÷ the smallest peer (below 1 = safehold smaller).",
         "",
         "- Events are spread over 2026 (one hour each); 10% recur weekly (`RRULE:FREQ=WEEKLY;COUNT=10`); "
         "vCards are 3.0 with UID, FN, N, EMAIL, TEL, ORG. Every item has its own UID; PUTs of new items "
@@ -276,9 +319,11 @@ def render(runs: dict[int, list[ServerRun]], started: datetime, command: str, ti
         "- GET picks random events and vCards; DELETE removes 1% of the events.",
         "- Import: MKCALENDAR a new calendar, then one PUT of a 5,000-event .ics onto the collection "
         "URL (Radicale's way of uploading a whole calendar). Where the server does not allow it the cell "
-        "is n/a; the details say what it answered, and what it answers to the same file PUT as one object.",
-        "- Peak RSS is `VmHWM` from `/proc/PID/status` of the server process at the end of its run; "
-        "disk is the allocated size of its data directory (like `du`), also at the end.",
+        "is n/a; the details say what it answered, and what it answers to the same file PUT as one object. "
+        "The cell gives the time of that one request and events/s.",
+        "- Peak RSS is `VmHWM` from `/proc/PID/status` of the server process, read just before the "
+        "import workload and again at the end; disk is the allocated size of its data directory (like "
+        "`du`) just before the import, i.e. N vCards + N events after the updates and deletes.",
         "- Authentication: safehold checks HTTP Basic (argon2id, then a cached SHA-256 digest); Radicale "
         "uses htpasswd with *plain* encryption (a string compare per request — no cheaper than safehold's "
         "cache); Xandikos runs **without** authentication, because it offers Basic auth only together "
@@ -296,6 +341,8 @@ def render(runs: dict[int, list[ServerRun]], started: datetime, command: str, ti
 def render_size(n: int, rs: list[ServerRun]) -> list[str]:
     names = [r.name for r in rs]
     lines = [f"## N = {n:,}", ""]
+    lines += [f"safehold {r.version}" for r in rs if r.name == "safehold" and r.version != "?"]
+    lines += [""] if lines[-1] else []
     head = ["workload", *names]
     has_safehold = "safehold" in names and len(names) > 1
     if has_safehold:
@@ -310,7 +357,9 @@ def render_size(n: int, rs: list[ServerRun]) -> list[str]:
             peers = [m[key] for name, m in zip(names, by_key, strict=True) if name != "safehold" and key in m]
             row.append(ratio(mine, peers))
         lines.append("| " + " | ".join(row) + " |")
-    for label, attr in (("peak RSS (MiB)", "peak_rss_kib"), ("data on disk (MiB)", "disk_kib")):
+    for label, attr in (("peak RSS before the import (MiB)", "peak_rss_kib"),
+                        ("peak RSS at the end (MiB)", "peak_rss_all_kib"),
+                        ("data on disk before the import (MiB)", "disk_kib")):
         values = [int(getattr(r, attr)) for r in rs]
         row = [label] + [f"{v / 1024:,.1f}" if v else "—" for v in values]
         if has_safehold:
@@ -319,6 +368,9 @@ def render_size(n: int, rs: list[ServerRun]) -> list[str]:
                                            if name != "safehold"]))
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", f"Details (N = {n:,}):", ""]
+    loads = {r.load for r in rs if r.load}
+    if loads:
+        lines.append(f"- machine: {loads.pop()} of this size's run")
     for r in rs:
         if r.failure:
             lines.append(f"- **{r.name}**: {r.failure}")
@@ -326,7 +378,8 @@ def render_size(n: int, rs: list[ServerRun]) -> list[str]:
             lines.append(f"- {r.name}: {note}")
         for res in r.results:
             extra = list(res.notes) + [f"error: `{e}`" for e in res.error_samples]
-            summary = f"{res.count} requests in {res.wall:.2f} s"
+            summary = (f"{res.count} request{'' if res.count == 1 else 's'} in {res.wall:.2f} s "
+                       f"(load {res.load:.1f})")
             lines.append(f"- {r.name} — {res.name}: {summary}" + ("; " + "; ".join(extra) if extra else ""))
     lines.append("")
     return lines

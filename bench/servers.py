@@ -161,6 +161,19 @@ def package_version(python: Path | str, dist: str) -> str:
     return out.stdout.strip()
 
 
+def git_revision() -> str:
+    """The commit of the safehold source tree this bench lives in, as the server starts."""
+    root = BENCH.parent
+    try:
+        rev = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no",
+                                "--", "src"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown revision"
+    return f"commit {rev}" + (" + uncommitted changes under src/" if dirty else "")
+
+
 # -- starting ---------------------------------------------------------------------
 
 def _wait_ready(url: str, proc: subprocess.Popen[bytes], log_path: Path,
@@ -224,7 +237,8 @@ def _start_safehold(root: Path) -> Server:
     base = f"http://127.0.0.1:{port}"
     auth = (USER, PASSWORD)
     _wait_ready(f"{base}/dav/calendars/{USER}/personal/", proc, log_path, auth)
-    return Server("safehold", package_version(sys.executable, "safehold"), base, data,
+    version = f"{package_version(sys.executable, 'safehold')} ({git_revision()})"
+    return Server("safehold", version, base, data,
                   Collections(f"/dav/calendars/{USER}/personal/", f"/dav/addressbooks/{USER}/contacts/",
                               f"/dav/calendars/{USER}/"), auth, proc, log_path, notes)
 
