@@ -99,7 +99,8 @@ class Shipper:
         return ShipResult(shipped, segments, blobs)
 
     def _ship_blobs(self, replica: ReplicaClient, hashes: list[str]) -> int:
-        todo = [h for h in hashes if h not in rep.shipped_blobs(self.store, replica.url, hashes)]
+        done = rep.shipped_blobs(self.store, replica.url, hashes)  # once, not per hash
+        todo = [h for h in hashes if h not in done]
         for row in rep.blob_rows(self.store, todo):
             for idx, data in enumerate(rep.chunks(self.store, row["hash"], int(row["chunks"]))):
                 name = segment.blob_chunk_name(self.key, row["hash"], idx)
