@@ -73,6 +73,13 @@ def _run(settings: Settings, user: str, build: Any, dry_run: bool, as_json: bool
     _print_plans(plans, dry_run, as_json)
 
 
+def restore_options(fn: Any) -> Any:
+    """The options every restore command shares: a dry run, JSON output, settings."""
+    fn = common_options(fn)
+    fn = click.option("--json", "as_json", is_flag=True, help="Print JSON.")(fn)
+    return click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")(fn)
+
+
 @click.command()
 @click.argument("user")
 @click.argument("path")
@@ -100,9 +107,7 @@ def history(user: str, path: str, as_json: bool, settings: Settings) -> None:
 @click.argument("path")
 @click.option("--version", "version_seq", type=int, help="Restore the version of this change "
               "number (see `safehold history`); default: the last one before the delete.")
-@click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@common_options
+@restore_options
 def undelete(user: str, path: str, version_seq: int | None, dry_run: bool, as_json: bool,
              settings: Settings) -> None:
     """Bring back a deleted item or collection, or an earlier version of an item."""
@@ -115,9 +120,7 @@ def undelete(user: str, path: str, version_seq: int | None, dry_run: bool, as_js
 @click.argument("collection_path")
 @click.option("--to", "point", required=True, help="ISO 8601 time (naive = server local time) "
               "or a change number.")
-@click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@common_options
+@restore_options
 def rollback(user: str, collection_path: str, point: str, dry_run: bool, as_json: bool,
              settings: Settings) -> None:
     """Roll a collection back to a moment: later items are deleted, deleted ones come
@@ -133,9 +136,7 @@ def rollback(user: str, collection_path: str, point: str, dry_run: bool, as_json
 @click.argument("user")
 @click.option("--to", "point", required=True, help="ISO 8601 time (naive = server local time) "
               "or a change number.")
-@click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@common_options
+@restore_options
 def restore_user(user: str, point: str, dry_run: bool, as_json: bool, settings: Settings) -> None:
     """Restore all of USER's files, calendars and address books to a moment; other
     users are not touched."""
