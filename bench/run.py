@@ -43,6 +43,7 @@ LABELS = {
     "get_random": "GET random item",
     "delete": "DELETE 1% of events",
     "import_ics": "import of one 5,000-event .ics (single PUT)",
+    "import_probe": "another client's GET during that import: slowest (p99, GETs)",
 }
 
 
@@ -235,6 +236,10 @@ def cell(res: Result | None) -> str:
         return "—"
     if res.status == "n/a":
         return "n/a"
+    if res.key == "import_probe":  # how long the import kept another client waiting
+        if not res.latencies:
+            return "—"
+        return f"{fmt_ms(max(res.latencies))} ms ({fmt_ms(res.percentile(99))} ms, {res.count})"
     if res.key == "import_ics":  # one request: its time says more than 0.04 requests/s
         seconds = res.percentile(50)
         text = f"{seconds:,.1f} s ({IMPORT_EVENTS / seconds:,.0f} events/s)" if seconds else "—"
@@ -251,6 +256,9 @@ def ratio(mine: Result | None, peers: list[Result]) -> str:
     usable = [p for p in peers if p.status not in ("n/a",) and p.count]
     if mine is None or mine.status == "n/a" or not mine.count:
         return "n/a"
+    if mine.key == "import_probe":  # latency: the better peer's worst ÷ safehold's worst
+        worst = [max(p.latencies) for p in usable if p.latencies]
+        return f"{min(worst) / max(mine.latencies):,.2f}×" if worst and mine.latencies else "n/a"
     if not usable:
         return "no peer"
     best = max(usable, key=lambda r: r.rate)
@@ -320,7 +328,10 @@ def render(runs: dict[int, list[ServerRun]], started: datetime, command: str, ti
         "- Import: MKCALENDAR a new calendar, then one PUT of a 5,000-event .ics onto the collection "
         "URL (Radicale's way of uploading a whole calendar). Where the server does not allow it the cell "
         "is n/a; the details say what it answered, and what it answers to the same file PUT as one object. "
-        "The cell gives the time of that one request and events/s.",
+        "The cell gives the time of that one request and events/s. While it runs (and the PUT as one "
+        "object after it), a second client on its own connection GETs one vCard every 10 ms; the next "
+        "row gives its slowest answer, its p99 and the number of GETs (same account: Xandikos has "
+        "none), and in the last column the better peer's slowest ÷ safehold's.",
         "- Peak RSS is `VmHWM` from `/proc/PID/status` of the server process, read just before the "
         "import workload and again at the end; disk is the allocated size of its data directory (like "
         "`du`) just before the import, i.e. N vCards + N events after the updates and deletes.",

@@ -9,7 +9,9 @@ its rate is then the partial one.
 
 from __future__ import annotations
 
+import os
 import random
+import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -369,7 +371,6 @@ class Bench:
         body = data.calendar(data.events(IMPORT_EVENTS, prefix="imp"))
         with self.client() as client:
             made = mkcalendar(client, path, "Import")
-        expected = IMPORT_EVENTS + 1
         outcome: dict[str, int] = {}
 
         def make(i: int) -> Request:
@@ -379,9 +380,24 @@ class Bench:
             outcome["status"] = r.status_code
             return None
 
-        # One request cannot be cut short: the time limit is its client timeout.
-        res = self.measure(name, 1, make, check, timeout=self.time_limit)
-        status = outcome.get("status")
+        # One request cannot be cut short: the time limit is its client timeout. Meanwhile
+        # another client GETs one item again and again: how long the import blocks others.
+        probe = Result("GET by another client during the import", key="import_probe",
+                       events=len(self.events_ok), load=os.getloadavg()[0])
+        stop = threading.Event()
+        prober = threading.Thread(target=self._probe, args=(probe, stop), daemon=True)
+        prober.start()
+        try:
+            res = self.measure(name, 1, make, check, timeout=self.time_limit)
+            self._after_import(res, path, body, made, outcome.get("status"))
+        finally:
+            stop.set()
+            prober.join()
+            # Before the import's own result: run_step labels the last result with the step.
+            self.results.insert(len(self.results) - 1, probe)
+
+    def _after_import(self, res: Result, path: str, body: bytes, made: int,
+                      status: int | None) -> None:
         res.notes.append(f"{len(body) // 1024} KiB; MKCALENDAR -> {made}; PUT on the collection -> "
                          + (str(status) if status else f"no answer within {self.time_limit:g} s"))
         if res.status != "ok":
@@ -390,8 +406,8 @@ class Bench:
             with self.client() as client:
                 r = client.request("PROPFIND", path, headers={"Depth": "1"})
             got = len(_responses(r.content)) if r.status_code == 207 else -1
-            if got != expected:
-                res.error(f"after import PROPFIND lists {got} responses, expected {expected}")
+            if got != IMPORT_EVENTS + 1:
+                res.error(f"after import PROPFIND lists {got} responses, expected {IMPORT_EVENTS + 1}")
             return
         res.status = "n/a"
         res.errors = 0
@@ -401,6 +417,24 @@ class Bench:
             r = client.put(f"{path}all.ics", content=body,
                            headers={"Content-Type": "text/calendar; charset=utf-8"})
         res.notes.append(f"PUT as one object -> {r.status_code}")
+
+    def _probe(self, res: Result, stop: threading.Event) -> None:
+        """GET one stored item over a connection of its own until ``stop`` (any answer
+        counts; only its latency is recorded)."""
+        target = (self.cards_ok or self.events_ok or [self.server.collections.calendar])[0]
+        begin = time.perf_counter()
+        with self.client(timeout=self.time_limit) as client:
+            while not stop.is_set():
+                t0 = time.perf_counter()
+                try:
+                    client.get(target)
+                except httpx.TransportError as exc:
+                    res.error(f"GET {target}: {type(exc).__name__}")
+                res.latencies.append(time.perf_counter() - t0)
+                res.count += 1
+                time.sleep(0.01)
+        res.wall = time.perf_counter() - begin
+        res.notes.append(f"{res.count} GETs of {target}, one every 10 ms after the previous answer")
 
 
 def _responses(body: bytes) -> list[ET.Element]:

@@ -33,6 +33,20 @@ class Settings:
     replication_mode: str = "async"  # async, or sync: acknowledge only what replicas hold
     snapshot_every: int = 5000  # changes between snapshots
     drill_interval_hours: int = 24
+    replica_keep_snapshots: int = 7  # replica retention: newest snapshots kept
+    replica_keep_days: int = 30  # ... and every snapshot younger than this
+    replica_verify_days: int = 7  # every replica object re-read at least this often
+    upgrade_max_lag_seconds: int = 60  # upgrade gate: every replica at most this far behind
+    upgrade_max_drill_age_seconds: int = 900  # upgrade gate: a passing drill this recent
+    # Service levels (docs/sla.md): the written policy and the built-in prober.
+    sla_availability_target: float = 99.9  # percent per calendar month
+    sla_rpo_seconds: float = 2.0  # replication lag above this is an RPO breach
+    sla_rto_minutes: float = 15.0  # whole-server restore, measured by drills
+    sla_restore_max_age_hours: float = 26.0  # the last verified restore at most this old
+    sla_credits: str = "99.9:10,99:25,95:100"  # LEVEL:CREDIT, percent credit below LEVEL %
+    sla_durability_credit: float = 100.0  # percent credit for a durability breach
+    sla_drill_breach_hours: float = 48.0  # a failed drill unresolved this long is one
+    sla_probe_seconds: int = 10  # built-in prober interval; 0 turns it off
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -1,5 +1,6 @@
 """Replication, restore from the replica alone, verification and drills, with the
-real server and the real CLI."""
+real server and the real CLI, on every test database (a replica of a PostgreSQL
+store restores into a new SQLite data directory: the replica format is the same)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
+from tests.conftest import DATABASES
+from tests.conftest import _env_for as env_for
 from tests.support.server import PASSWORD, Server, add_user, cli, run
 
 BOOK = "/dav/addressbooks/{u}/contacts"
@@ -57,13 +61,14 @@ def _load(srv: Server, users: list[str], n: int) -> dict[str, bytes]:
     return written
 
 
-@pytest.fixture
-def replicated(tmp_path: Path) -> Iterator[Server]:
+@pytest.fixture(params=DATABASES)
+def replicated(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
     """A server with the default configuration: replica and kit in the data dir."""
     data = tmp_path / "data"
-    add_user(data, "alice")
-    add_user(data, "bob")
-    srv = Server(data).start()
+    env = env_for(request.param, request)
+    add_user(data, "alice", env=env)
+    add_user(data, "bob", env=env)
+    srv = Server(data, env=env).start()
     yield srv
     srv.stop()
 
@@ -101,7 +106,7 @@ def test_disaster_restore_from_the_replica_alone(replicated: Server, tmp_path: P
     out = run("restore", "--from", f"file://{replica}", "--kit", str(kit), "--into", str(new_dir))
     assert "restored seq" in out.stdout
     cli(new_dir, "user", "list")
-    rebuilt = Server(new_dir).start()
+    rebuilt = Server(new_dir).start()  # SQLite, whatever the original ran on
     try:
         assert rebuilt.changes() == history_before
         for path, body in written.items():
@@ -133,9 +138,10 @@ def test_replica_holds_no_plaintext(replicated: Server) -> None:
 
 def test_verify_and_drill_name_damaged_objects(replicated: Server) -> None:
     _load(replicated, ["alice"], 30)
-    cli(replicated.data_dir, "backup", "now")
+    env = replicated.env
+    cli(replicated.data_dir, "backup", "now", env=env)
     replica = replicated.data_dir / "replica"
-    ok = cli(replicated.data_dir, "backup", "verify")
+    ok = cli(replicated.data_dir, "backup", "verify", env=env)
     assert "authenticates" in ok.stdout
     segments = sorted((replica / "segments").iterdir())
     flipped, truncated, missing = segments[1], segments[2], segments[3]
@@ -144,19 +150,28 @@ def test_verify_and_drill_name_damaged_objects(replicated: Server) -> None:
     flipped.write_bytes(bytes(data))
     truncated.write_bytes(truncated.read_bytes()[:20])
     missing.unlink()
-    bad = cli(replicated.data_dir, "backup", "verify", check=False)
+    bad = cli(replicated.data_dir, "backup", "verify", check=False, env=env)
     assert bad.returncode == 1
     assert flipped.name in bad.stderr and truncated.name in bad.stderr
-    drill = cli(replicated.data_dir, "drill", check=False)
+    drill = cli(replicated.data_dir, "drill", check=False, env=env)
     assert drill.returncode == 1 and "FAIL" in drill.stdout
 
 
+def _pg_admin(url: str, sql: str) -> None:
+    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+        conn.execute(sql)
+
+
 def test_regression_is_refused_with_503(replicated: Server, tmp_path: Path) -> None:
+    url = replicated.env.get("SAFEHOLD_DATABASE_URL")
+    live = url.rsplit("/", 1)[1] if url else ""
     _load(replicated, ["alice"], 5)
     _wait_shipped(replicated)
     replicated.stop()
     old = tmp_path / "old-db"
     old.mkdir()
+    if url:  # a copy of the PostgreSQL database, as a file-level backup would have it
+        _pg_admin(url, f'CREATE DATABASE "{live}_old" TEMPLATE "{live}"')
     for f in replicated.data_dir.glob("safehold.db*"):
         shutil.copy(f, old / f.name)
     replicated.start()
@@ -164,6 +179,9 @@ def test_regression_is_refused_with_503(replicated: Server, tmp_path: Path) -> N
         assert c.put(f"{BOOK.format(u='alice')}/new.vcf", content=card("alice", 500)).status_code == 201
     _wait_shipped(replicated)
     replicated.stop()
+    if url:  # the server "woke up older"
+        _pg_admin(url, f'DROP DATABASE "{live}"')
+        _pg_admin(url, f'ALTER DATABASE "{live}_old" RENAME TO "{live}"')
     for f in replicated.data_dir.glob("safehold.db*"):
         f.unlink()
     for f in old.iterdir():
@@ -176,12 +194,16 @@ def test_regression_is_refused_with_503(replicated: Server, tmp_path: Path) -> N
         assert anon.get("/readyz").status_code == 503
 
 
-def test_unreachable_replica_then_drain_and_sync_mode(tmp_path: Path) -> None:
+@pytest.mark.parametrize("database", DATABASES)
+def test_unreachable_replica_then_drain_and_sync_mode(database: str, tmp_path: Path,
+                                                      request: pytest.FixtureRequest) -> None:
+    env = env_for(database, request)
     data = tmp_path / "data"
-    add_user(data, "alice")
+    add_user(data, "alice", env=env)
     replica = tmp_path / "remote" / "replica"
-    cli(data, "backup", "init", "--replica", f"file://{replica}", "--kit", str(tmp_path / "kit.json"))
-    srv = Server(data).start()
+    cli(data, "backup", "init", "--replica", f"file://{replica}", "--kit", str(tmp_path / "kit.json"),
+        env=env)
+    srv = Server(data, env=env).start()
     try:
         _load(srv, ["alice"], 5)
         _wait_shipped(srv)
@@ -200,10 +222,10 @@ def test_unreachable_replica_then_drain_and_sync_mode(tmp_path: Path) -> None:
         (tmp_path / "remote").unlink()
         away.rename(tmp_path / "remote")
         _wait_shipped(srv, timeout=60)
-        assert cli(data, "backup", "verify").returncode == 0
+        assert cli(data, "backup", "verify", env=env).returncode == 0
     finally:
         srv.stop()
-    sync = Server(data, env={"SAFEHOLD_REPLICATION_MODE": "sync"}).start()
+    sync = Server(data, env={**env, "SAFEHOLD_REPLICATION_MODE": "sync"}).start()
     try:
         with sync.client() as c:
             assert c.put(f"{BOOK.format(u='alice')}/synced.vcf", content=card("alice", 300)

@@ -137,6 +137,18 @@ def test_list_returns_exactly_the_objects_under_a_prefix(replica: ReplicaClient)
                                      "segments/deeper/4444": 4, "seg.txt": 5, "other": 6}
 
 
+def test_list_after_returns_only_names_sorting_after(replica: ReplicaClient) -> None:
+    """The shipper asks "any segment beyond the manifest?" in one cheap request."""
+    for name in ("segments/001-003.seg", "segments/004-009.seg", "segments/010-010.seg",
+                 "snapshots/004.snap"):
+        replica.put(name, b"x")
+    got = {o.path for o in replica.list("segments/", after="segments/004-999.seg")}
+    assert got == {"segments/010-010.seg"}
+    assert {o.path for o in replica.list("segments/", after="segments/010-999.seg")} == set()
+    assert {o.path for o in replica.list("segments/", after="segments/003-999.seg")} == {
+        "segments/004-009.seg", "segments/010-010.seg"}
+
+
 def test_replicas_with_sibling_prefixes_do_not_see_each_other(open_named: OpenReplica) -> None:
     seg, segments = open_named("seg"), open_named("segments")
     seg.put("a", b"1")

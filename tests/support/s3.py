@@ -63,7 +63,7 @@ class S3Server:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> S3Server:
-        self.bucket_dir.mkdir(parents=True)
+        self.bucket_dir.mkdir(parents=True, exist_ok=True)  # exists on a restart after pause()
         config = self.root / "rclone.conf"
         config.touch()  # an empty config of our own: never read or write the user's
         cmd = [str(self.binary), "serve", "s3", str(self.served),
@@ -105,6 +105,13 @@ class S3Server:
             return self.log_path.read_text(errors="replace")[-5000:]
         except FileNotFoundError:
             return ""
+
+    def pause(self) -> None:
+        """Stop answering (the process ends) but keep the objects: start() resumes on the
+        same port, as an S3 endpoint that was down for a while and came back."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=15)
 
     def stop(self) -> None:
         try:

@@ -65,8 +65,9 @@ def drill(store: Store, replica: ReplicaClient, key: Key,
         _record(store, result)
         return [result]
     points = [man.high_water]
-    if man.high_water > 1:
-        points.append(rng.randint(1, man.high_water - 1))
+    lo = _restorable_from(replica, man)
+    if man.high_water > lo:
+        points.append(rng.randint(lo, man.high_water - 1))
     results = []
     for seq in points:
         started = time.monotonic()
@@ -86,6 +87,16 @@ def drill(store: Store, replica: ReplicaClient, key: Key,
         _record(store, result)
         results.append(result)
     return results
+
+
+def _restorable_from(replica: ReplicaClient, man: manifest_mod.Manifest) -> int:
+    """The earliest seq a restore can reach: 1, or the oldest snapshot once replica
+    retention deleted the segments before it."""
+    from safehold.backup import segment
+    if any((r := segment.parse_segment(o.path)) and r.first == 1
+           for o in replica.list("segments/")):
+        return 1
+    return max(1, min((int(s["seq"]) for s in man.snapshots), default=1))
 
 
 def _record(store: Store, r: DrillResult) -> None:

@@ -56,7 +56,7 @@ class ReplicaClient(Protocol):
     def put(self, path: str, data: bytes) -> None: ...
     def get(self, path: str) -> bytes: ...
     def exists(self, path: str) -> bool: ...
-    def list(self, prefix: str) -> Iterator[ObjectInfo]: ...
+    def list(self, prefix: str, after: str | None = None) -> Iterator[ObjectInfo]: ...
     def delete(self, path: str) -> None: ...
 
 
@@ -135,9 +135,13 @@ class ObjectStoreReplica:
                 return False
             raise ReplicaError(f"checking {path} on {self.url} failed: {exc}") from exc
 
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+    def list(self, prefix: str, after: str | None = None) -> Iterator[ObjectInfo]:
+        """Objects under the folder ``prefix`` (whole path segments: "segments/" lists
+        the segments, "segments/0001-" nothing), only names sorting after ``after``
+        if given (one cheap request on S3: ListObjectsV2 start-after)."""
         try:
-            for batch in obstore.list(self._store, prefix=prefix):
+            for batch in (obstore.list(self._store, prefix=prefix) if after is None else
+                          obstore.list(self._store, prefix=prefix, offset=after)):
                 for meta in batch:
                     yield ObjectInfo(str(meta["path"]), int(meta["size"]))
         except Exception as exc:  # noqa: BLE001

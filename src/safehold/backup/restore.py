@@ -47,11 +47,15 @@ def _filter_user(tables: dict[str, list[dict[str, Any]]], user: str) -> dict[str
     return {"principal": [p for p in tables.get("principal", []) if p["id"] in ids],
             "credential": [c for c in tables.get("credential", []) if c["principal_id"] in ids],
             "change": tables.get("change", []),
-            "version": [v for v in tables.get("version", []) if mine(v["path"])]}
+            "version": [v for v in tables.get("version", []) if mine(v["path"])],
+            "pruned": tables.get("pruned", [])}
 
 
 def restore(replica: ReplicaClient, key: Key, store: Store, to_seq: int | None = None,
-            user: str | None = None, progress: Progress | None = None) -> RestoreReport:
+            user: str | None = None, progress: Progress | None = None,
+            snapshot_at_most: int | None = None) -> RestoreReport:
+    """``snapshot_at_most`` starts from an older snapshot than the newest one, so that
+    more of the chain is replayed (replica retention proves the whole kept chain)."""
     man = manifest_mod.read(replica, key)
     if man is None:
         raise RestoreError(f"{replica.url} holds no safehold replica (no manifest.json)")
@@ -69,7 +73,14 @@ def restore(replica: ReplicaClient, key: Key, store: Store, to_seq: int | None =
             blob_rows[row["hash"]] = row
 
     base = 0
-    snaps = sorted((s for s in man.snapshots if int(s["seq"]) <= target), key=lambda s: int(s["seq"]))
+    limit = target if snapshot_at_most is None else min(target, snapshot_at_most)
+    snaps = sorted((s for s in man.snapshots if int(s["seq"]) <= limit), key=lambda s: int(s["seq"]))
+    if not snaps and man.snapshots and not any(
+            (r := segment.parse_segment(o.path)) and r.first == 1
+            for o in replica.list("segments/")):
+        oldest = min(int(s["seq"]) for s in man.snapshots)
+        raise RestoreError(f"the replica keeps history from seq {oldest} on (older segments "
+                           f"were deleted by replica retention); restore to seq {oldest} or later")
     if snaps:
         snap = snaps[-1]
         say("snapshot", 0, 1)
@@ -100,6 +111,8 @@ def restore(replica: ReplicaClient, key: Key, store: Store, to_seq: int | None =
                             f"claims {target}; segments are missing")
     needed = rep.referenced_blobs(store)
     total_bytes = 0
+    pending: list[tuple[dict[str, Any], list[bytes]]] = []
+    pending_bytes = 0
     for i, h in enumerate(needed):
         row = blob_rows.get(h)
         if row is None:
@@ -108,8 +121,12 @@ def restore(replica: ReplicaClient, key: Key, store: Store, to_seq: int | None =
         for idx in range(int(row["chunks"])):
             name = segment.blob_chunk_name(key, h, idx)
             chunks.append(key.open(replica.get(name), name))
-        rep.load_blob(store, row, chunks)
+        pending.append((row, chunks))
+        pending_bytes += sum(len(c) for c in chunks)
         total_bytes += int(row["size"])
+        if len(pending) >= 500 or pending_bytes > 64 << 20 or i == len(needed) - 1:
+            rep.load_blobs(store, pending)  # one commit per batch, not per body
+            pending, pending_bytes = [], 0
         if i % 100 == 0 or i == len(needed) - 1:
             say("blobs", i + 1, len(needed))
     items = _reindex(store, rep.rebuild_heads(store))

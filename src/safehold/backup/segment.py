@@ -15,8 +15,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from safehold.backup.crypto import Key
+from safehold.backup.crypto import CorruptObject, Key
 
+FORMAT = 1  # of segment and snapshot bodies; newer releases read every older one
 SEGMENT = re.compile(r"^segments/(\d{20})-(\d{20})\.seg$")
 SNAPSHOT = re.compile(r"^snapshots/(\d{20})\.snap$")
 
@@ -56,4 +57,7 @@ def encode(key: Key, name: str, body: dict[str, Any]) -> bytes:
 
 def decode(key: Key, name: str, data: bytes) -> dict[str, Any]:
     body: dict[str, Any] = json.loads(key.open(data, name))
+    if int(body.get("format", 1)) > FORMAT:
+        raise CorruptObject(f"{name} is in replica format {body.get('format')}, newer than this "
+                            f"safehold reads ({FORMAT}); restore it with a newer safehold")
     return body

@@ -20,6 +20,7 @@ from safehold.store.repo import Store
 
 log = logging.getLogger("safehold.backup")
 BATCH = 2000  # changes per segment at most
+MARK_EVERY = 200  # blobs uploaded per write that records them as shipped
 
 
 class LineageMismatch(SafeholdError):
@@ -46,6 +47,7 @@ class Shipper:
         self._stop = threading.Event()
         self._progress = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._accounts: dict[str, tuple[int, str | None]] = {}
 
     # -- one replica, one pass ------------------------------------------------------
 
@@ -64,20 +66,29 @@ class Shipper:
                   ) -> ShipResult:
         state = rep.replica_row(self.store, replica.url)
         man = self._manifest(replica)
-        shipped = man.high_water if state is None else max(int(state["shipped_seq"]), 0)
-        if state is not None and man.high_water < shipped:
-            # The replica lost objects or was replaced: ship again from what it holds.
-            shipped = man.high_water
+        # The manifest is the truth about what the replica holds, not our own row: a
+        # process killed after writing the manifest but before saving its row would
+        # otherwise ship an overlapping segment (a duplicate) at its next start. When
+        # the replica lost objects or was replaced, this ships again from what it holds.
+        shipped = man.high_water
         segments = blobs = 0
+        adopted = False
         while True:
-            batch = rep.changes_after(self.store, shipped, BATCH)
+            batch = rep.changes_after(self.store, shipped, BATCH,
+                                      known_accounts=self._accounts_digest(replica, shipped))
             changes = batch["change"]
             if not changes:
                 break
+            if not adopted:
+                adopted = True
+                if self._adopt_orphans(replica, man):
+                    shipped = man.high_water
+                    continue
             first, last = int(changes[0]["seq"]), int(changes[-1]["seq"])
             hashes = sorted({v["blob_hash"] for v in batch["version"] if v["blob_hash"]})
             blobs += self._ship_blobs(replica, hashes)
             name = segment.segment_name(first, last)
+            digest = batch.pop("accounts_digest")
             body = {"format": 1, "lineage": self.lineage, "first": first, "last": last,
                     "prev_last": shipped, "tables": batch,
                     "blobs": rep.blob_rows(self.store, hashes)}
@@ -85,6 +96,7 @@ class Shipper:
             man.high_water, man.last_segment = last, name
             manifest_mod.write(replica, self.key, man)
             shipped = last
+            self._accounts[replica.url] = (last, digest)
             segments += 1
             rep.save_replica_row(self.store, replica.url, shipped_seq=last, shipped_at=self.clock(),
                                  last_error=None, error_at=None)
@@ -98,14 +110,63 @@ class Shipper:
         self._maybe_snapshot(replica, man, shipped)
         return ShipResult(shipped, segments, blobs)
 
+    def _accounts_digest(self, replica: ReplicaClient, shipped: int) -> str | None:
+        """The digest of the principal and credential tables as the segment ending at
+        ``shipped`` left them, if this process wrote that segment: a segment carries the
+        tables only when they changed since (a restore keeps the last copy it read)."""
+        last, digest = self._accounts.get(replica.url, (-1, None))
+        return digest if last == shipped else None
+
+    def _adopt_orphans(self, replica: ReplicaClient, man: manifest_mod.Manifest) -> bool:
+        """A segment written just before a crash (or a failed manifest write) is on the
+        replica but not in its manifest. Writing the next range anew would overlap it:
+        adopt it instead when it continues the chain, and delete it when it does not
+        (nothing names it). True if the manifest moved forward."""
+        moved = False
+        while True:
+            after = segment.segment_name(man.high_water, 10**20 - 1)
+            found = [r for r in (segment.parse_segment(o.path)
+                                 for o in replica.list("segments/", after=after))
+                     if r and r.first == man.high_water + 1]
+            best = None
+            for ref in sorted(found, key=lambda r: r.last, reverse=True):
+                try:
+                    body = segment.decode(self.key, ref.name, replica.get(ref.name))
+                    fits = (int(body["prev_last"]) == man.high_water
+                            and body.get("lineage") == self.lineage and best is None)
+                except (SafeholdError, ValueError, KeyError):
+                    fits = False
+                if fits:
+                    best = ref
+                else:
+                    log.warning("deleting %s from %s: written before a crash, not part of the "
+                                "chain", ref.name, replica.url)
+                    replica.delete(ref.name)
+            if best is None:
+                return moved
+            log.info("adopting %s on %s: written before a crash, not yet in the manifest",
+                     best.name, replica.url)
+            man.high_water, man.last_segment = best.last, best.name
+            manifest_mod.write(replica, self.key, man)
+            moved = True
+
     def _ship_blobs(self, replica: ReplicaClient, hashes: list[str]) -> int:
         done = rep.shipped_blobs(self.store, replica.url, hashes)  # once, not per hash
         todo = [h for h in hashes if h not in done]
+        uploaded: list[str] = []
         for row in rep.blob_rows(self.store, todo):
             for idx, data in enumerate(rep.chunks(self.store, row["hash"], int(row["chunks"]))):
                 name = segment.blob_chunk_name(self.key, row["hash"], idx)
                 replica.put_once(name, self.key.seal(data, name))
-            rep.mark_blobs(self.store, replica.url, [row["hash"]])
+            uploaded.append(row["hash"])
+            # Marked in groups, after the upload: each mark is a write, and writes queue
+            # behind every client's (one write lock for all processes on PostgreSQL), so
+            # one per blob let the shipper fall ever further behind under load. A crash
+            # before a mark only uploads those blobs again.
+            if len(uploaded) >= MARK_EVERY:
+                rep.mark_blobs(self.store, replica.url, uploaded)
+                uploaded = []
+        rep.mark_blobs(self.store, replica.url, uploaded)
         return len(todo)
 
     def _maybe_snapshot(self, replica: ReplicaClient, man: manifest_mod.Manifest, shipped: int,
@@ -115,17 +176,27 @@ class Shipper:
             return
         self.snapshot(replica, man, shipped)
 
-    def snapshot(self, replica: ReplicaClient, man: manifest_mod.Manifest, seq: int) -> str:
-        """A full copy of the log up to ``seq``, so that a restore replays little."""
-        tables = rep.snapshot(self.store, seq)
-        hashes = sorted({v["blob_hash"] for v in tables["version"] if v["blob_hash"]})
-        self._ship_blobs(replica, hashes)
+    def snapshot(self, replica: ReplicaClient, man: manifest_mod.Manifest, seq: int,
+                 pin_until: float | None = None) -> str:
+        """A full copy of the log up to ``seq``, so that a restore replays little.
+        ``pin_until`` (epoch seconds) marks it ``pinned_until`` in the manifest: replica
+        retention must keep it until then (the pre-upgrade snapshot, docs/upgrades.md)."""
         name = segment.snapshot_name(seq)
-        body = {"format": 1, "lineage": self.lineage, "seq": seq, "tables": tables,
-                "blobs": rep.blob_rows(self.store, hashes)}
-        data = segment.encode(self.key, name, body)
-        replica.put_once(name, data)
-        man.snapshots.append({"name": name, "seq": seq, "size": len(data), "at": self.clock()})
+        entry = next((s for s in man.snapshots if s.get("name") == name), None)
+        if entry is None or not replica.exists(name):
+            tables = rep.snapshot(self.store, seq)
+            hashes = sorted({v["blob_hash"] for v in tables["version"] if v["blob_hash"]})
+            self._ship_blobs(replica, hashes)
+            body = {"format": 1, "lineage": self.lineage, "seq": seq, "tables": tables,
+                    "blobs": rep.blob_rows(self.store, hashes)}
+            data = segment.encode(self.key, name, body)
+            replica.put_once(name, data)
+            man.snapshots = [s for s in man.snapshots if s.get("name") != name]
+            entry = {"name": name, "seq": seq, "size": len(data), "at": self.clock()}
+            man.snapshots.append(entry)
+        if pin_until is not None:
+            # A snapshot at this seq may exist already (write-once): pin that one.
+            entry["pinned_until"] = max(float(entry.get("pinned_until") or 0), pin_until)
         manifest_mod.write(replica, self.key, man)
         rep.save_replica_row(self.store, replica.url, snapshot_seq=seq)
         return name

@@ -10,7 +10,10 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from safehold.backup import retention
+from safehold.backup import verify as verify_mod
 from safehold.backup.setup import BackupConfig
+from safehold.store import engine as engine_mod
 from safehold.store import replication as rep
 from safehold.store.repo import Store
 from safehold.store.schema import change
@@ -31,7 +34,13 @@ def _oldest_unshipped(store: Store, shipped: int) -> float | None:
                                            .where(change.c.seq > shipped)).scalar())
 
 
-def compute(store: Store, config: BackupConfig, now: float | None = None) -> Status:
+def _overdue(checked: dict[str, Any], now: float, days: float) -> bool:
+    since = checked["last_full_pass"] or checked["pass_started"]
+    return since is not None and now - float(since) > days * 86400
+
+
+def compute(store: Store, config: BackupConfig, now: float | None = None,
+            verify_days: float = 7.0) -> Status:
     now = now or time.time()
     last = store.last_seq()
     facts: dict[str, Any] = {"last_seq": last, "lineage": store.lineage(), "replicas": []}
@@ -45,13 +54,30 @@ def compute(store: Store, config: BackupConfig, now: float | None = None) -> Sta
         shipped = int(row.get("shipped_seq", 0))
         oldest = _oldest_unshipped(store, shipped)
         lag = 0.0 if oldest is None else max(0.0, now - float(oldest))
+        checked = verify_mod.facts(store, url)
+        pruned = retention.last_run(store, url)
         facts["replicas"].append({"url": url, "shipped_seq": shipped, "lag_seconds": round(lag, 3),
+                                  "shipped_at": row.get("shipped_at"),
                                   "snapshot_seq": int(row.get("snapshot_seq", 0)),
-                                  "last_error": row.get("last_error")})
+                                  "last_error": row.get("last_error"),
+                                  "objects": checked["objects"], "bytes": checked["bytes"],
+                                  "verify": checked, "retention": pruned})
         if row.get("last_error"):
             red.append(f"replication to {url} is failing: {row['last_error']}")
         elif lag > LAG_RED_SECONDS:
             red.append(f"replica {url} is {lag:.0f} s behind")
+        if checked["problems"]:
+            red.append(f"the verify pass found {len(checked['problems'])} damaged or missing "
+                       f"object(s) on {url}: " + "; ".join(checked["problems"][:3])
+                       + "; run `safehold backup verify` after repairing, or `safehold drill`")
+        elif _overdue(checked, now, verify_days):
+            amber.append(f"the verify pass of {url} has not re-read every object in "
+                         f"{verify_days:g} days; is the server running?")
+        if pruned and not pruned.get("ok"):
+            amber.append(f"replica retention on {url} did not run: {pruned.get('detail')}")
+    durability = engine_mod.durability_problem(store.engine)
+    if durability:
+        amber.append(durability)
     if config.replicas and config.local_only:
         amber.append("replica on the same disk as the data; copy the kit elsewhere and add an "
                      "off-machine replica (safehold backup init --replica s3://…)")
@@ -68,6 +94,8 @@ def compute(store: Store, config: BackupConfig, now: float | None = None) -> Sta
     else:
         facts["last_drill"] = None
         amber.append("no restore drill has run yet: run `safehold drill`")
+    next_drill = rep.get_meta(store, "drill.next_at")
+    facts["next_drill_at"] = float(next_drill) if next_drill else None
     restored = rep.get_meta(store, "restored_from")
     if restored:
         facts["restored_from"] = restored

@@ -96,3 +96,24 @@ def index_hint(flt: ical.CompFilter) -> tuple[str | None, float | None, float | 
         return inner.name, None, None
     return (inner.name, tr.start.timestamp() if tr.start else None,
             tr.end.timestamp() if tr.end else None)
+
+
+def index_decides(flt: ical.CompFilter) -> tuple[float, float] | None:
+    """The range [start, end) of a filter that asks only "VEVENTs overlapping this
+    range" (no property, alarm or is-not-defined tests), or None.
+
+    For such a filter a non-recurring event whose index envelope lies strictly inside
+    the range matches without parsing: the envelope holds its instance (DTSTART to
+    its end, both widened for floating times), so the instance starts after the range
+    start and before its end, which every row of RFC 4791 §9.9's table counts as an
+    overlap. Anything else is parsed and tested (``ical.matches``)."""
+    if flt.is_not_defined or flt.time_range is not None or flt.prop_filters \
+            or len(flt.comp_filters) != 1:
+        return None
+    inner = flt.comp_filters[0]
+    tr = inner.time_range
+    if inner.name != "VEVENT" or inner.is_not_defined or tr is None or inner.prop_filters \
+            or inner.comp_filters:
+        return None
+    return (tr.start.timestamp() if tr.start else float("-inf"),
+            tr.end.timestamp() if tr.end else float("inf"))

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from datetime import datetime
 
 from lxml import etree
@@ -10,8 +12,8 @@ from lxml import etree
 from safehold.caldav import CALDAV, c, filters
 from safehold.core.formats import ical
 from safehold.core.formats.textmatch import UnsupportedCollation
-from safehold.dav import reportutil, xml
-from safehold.dav.backend import DavBackend, Node
+from safehold.dav import reportutil
+from safehold.dav.backend import DavBackend, IndexSpan, Node
 from safehold.dav.errors import DavError
 from safehold.dav.methods import report
 from safehold.dav.types import DavRequest, DavResponse
@@ -37,7 +39,7 @@ class DataRequest:
                 else:
                     self.limit = (start, end)
 
-    def render(self, data: bytes) -> etree._Element:
+    def render(self, data: bytes) -> str:
         try:
             if self.expand is not None:
                 data = ical.expand(data, *self.expand)
@@ -45,9 +47,36 @@ class DataRequest:
                 data = ical.limit_recurrence_set(data, *self.limit)
         except ical.InvalidCalendarData:
             pass  # an object that no longer parses is sent as stored, never left out
-        el = xml.element(c("calendar-data"), nsmap={"C": CALDAV})
-        el.text = reportutil.clean_text(data)
-        return el
+        return reportutil.data_element(c("calendar-data"), "C", CALDAV, data)
+
+
+class _MatchCache:
+    """Results of ``ical.matches`` by (ETag, filter). An ETag names one version's bytes
+    (its seq and content hash), which never change (promise 3), and filters are frozen
+    values, so a result stays true; clients repeat the same time-range query (the
+    month on screen) at every sync. Bounded, least recently used goes first."""
+
+    def __init__(self, size: int = 20_000) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple[str, ical.CompFilter], bool] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def matches(self, etag: str, body: bytes, flt: ical.CompFilter) -> bool:
+        key = (etag, flt)
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None:
+                self._items.move_to_end(key)
+                return hit
+        result = ical.matches(body, flt)
+        with self._lock:
+            self._items[key] = result
+            if len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return result
+
+
+_matches = _MatchCache()
 
 
 def multiget(req: DavRequest, backend: DavBackend, node: Node, root: etree._Element) -> DavResponse:
@@ -61,28 +90,40 @@ def query(req: DavRequest, backend: DavBackend, node: Node, root: etree._Element
     render = DataRequest(data_el).render if data_el is not None else None
     flt = filters.parse_filter(root.find(c("filter")))
     depth = (req.header("depth") or "0").strip()
+    entries: list[tuple[Node, IndexSpan | None]]
     if node.is_collection:
         if depth == "0":
-            return reportutil.multistatus([])
+            return reportutil.multistatus_response([])
         component, start, end = filters.index_hint(flt)
-        candidates = backend.query_candidates(node, component, start, end)
+        entries = list(backend.query_index(node, component, start, end))
     else:
-        candidates = [node]
+        entries = [(node, None)]
+    decides = filters.index_decides(flt)
+    known: set[str] = set()  # hrefs the index alone shows to match
+    if decides is not None:
+        low, high = decides
+        known = {m.href for m, span in entries if span is not None and not span.recurring
+                 and span.start is not None and span.end is not None
+                 and low < span.start and span.end < high}
+    bodies = backend.read_many([m for m, _ in entries if render is not None or m.href not in known])
     out = []
-    bodies = backend.read_many(candidates)
-    for member in candidates:
-        body = bodies[member.href]
-        try:
-            hit = ical.matches(body, flt)
-        except ical.InvalidCalendarData:
-            # Leaving it out would make clients such as DAVx5 delete their copy.
+    for member, _ in entries:
+        body = bodies.get(member.href)
+        if member.href in known:
             hit = True
-        except UnsupportedCollation as exc:
-            raise DavError(403, f"unsupported collation {exc}", condition="supported-collation",
-                           namespace=CALDAV) from exc
+        else:
+            assert body is not None
+            try:
+                hit = _matches.matches(member.etag, body, flt)
+            except ical.InvalidCalendarData:
+                # Leaving it out would make clients such as DAVx5 delete their copy.
+                hit = True
+            except UnsupportedCollation as exc:
+                raise DavError(403, f"unsupported collation {exc}", condition="supported-collation",
+                               namespace=CALDAV) from exc
         if hit:
             out.append(reportutil.response(member, backend, names, render, body))
-    return reportutil.multistatus(out)
+    return reportutil.multistatus_response(out)
 
 
 def freebusy(req: DavRequest, backend: DavBackend, node: Node, root: etree._Element) -> DavResponse:

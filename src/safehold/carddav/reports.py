@@ -9,7 +9,7 @@ from lxml import etree
 from safehold.carddav import CARDDAV, cr
 from safehold.core.formats import vcard
 from safehold.core.formats.textmatch import COLLATIONS, TextMatch, UnsupportedCollation
-from safehold.dav import reportutil, xml
+from safehold.dav import multistatus, reportutil
 from safehold.dav.backend import DavBackend, Node
 from safehold.dav.errors import DavError
 from safehold.dav.methods import report
@@ -22,12 +22,10 @@ def _renderer(el: etree._Element | None) -> reportutil.Render | None:
         return None
     names: Sequence[str] = [str(p.get("name", "")) for p in el if p.tag == cr("prop")]
 
-    def render(data: bytes) -> etree._Element:
+    def render(data: bytes) -> str:
         if names:
             data = vcard.select_properties(data, names)
-        out = xml.element(cr("address-data"), nsmap={"CR": CARDDAV})
-        out.text = reportutil.clean_text(data)
-        return out
+        return reportutil.data_element(cr("address-data"), "CR", CARDDAV, data)
     return render
 
 
@@ -94,7 +92,7 @@ def query(req: DavRequest, backend: DavBackend, node: Node, root: etree._Element
         members = [] if depth == "0" else backend.query_candidates(node, "VCARD", None, None)
     else:
         members = [node]
-    out: list[etree._Element] = []
+    out: list[str] = []
     truncated = False
     bodies = backend.read_many(members)
     for member in members:
@@ -111,12 +109,9 @@ def query(req: DavRequest, backend: DavBackend, node: Node, root: etree._Element
             out.append(reportutil.response(member, backend, names, render, body))
     if truncated:
         # RFC 6352 §8.6.1: say that the result was cut short.
-        resp = xml.element(dav("response"))
-        xml.sub(resp, dav("href"), node.href)
-        xml.sub(resp, dav("status"), xml.status_line(507))
-        xml.sub(xml.sub(resp, dav("error")), dav("number-of-matches-within-limits"))
-        out.append(resp)
-    return reportutil.multistatus(out)
+        out.append(multistatus.status_response(
+            node.href, 507, multistatus.empty(dav("number-of-matches-within-limits"))))
+    return reportutil.multistatus_response(out)
 
 
 def install() -> None:

@@ -11,6 +11,8 @@ import click
 
 from safehold.backup import drill as drill_mod
 from safehold.backup import manifest as manifest_mod
+from safehold.backup import retention
+from safehold.backup import verify as verify_mod
 from safehold.backup import setup
 from safehold.backup.crypto import Key
 from safehold.backup.crypto import read_kit
@@ -94,17 +96,65 @@ def now(settings: Settings) -> None:
 @backup.command("verify")
 @common_options
 def verify(settings: Settings) -> None:
-    """Re-read and authenticate every object of every replica."""
+    """Re-read and authenticate every object of every replica (a full verify pass; the
+    server also does it in hourly slices)."""
     shipper, _ = _shipper(settings)
     bad = False
     for replica in shipper.replicas:
         problems = drill_mod.verify(replica, shipper.key)
+        try:
+            # Restart the rotating pass and run it to the end, so that status shows
+            # this result (and a repaired replica turns green again).
+            verify_mod.save_state(shipper.store, replica.url, verify_mod.VerifyState())
+            state = verify_mod.run_slice(shipper.store, replica, shipper.key, None,
+                                         float(settings.replica_verify_days), progress=_progress)
+            problems = sorted(set(problems) | set(state.last_pass_problems))
+        except SafeholdError as exc:
+            problems.append(str(exc))
         for p in problems:
             click.echo(f"{replica.url}: {p}", err=True)
         bad = bad or bool(problems)
         if not problems:
             click.echo(f"{replica.url}: every object reads back and authenticates")
     if bad:
+        raise SystemExit(1)
+
+
+@backup.command("prune")
+@click.option("--dry-run", is_flag=True, help="Show what would be deleted; delete nothing.")
+@click.option("--keep-snapshots", type=int, help="Override replica_keep_snapshots.")
+@click.option("--keep-days", type=float, help="Override replica_keep_days.")
+@common_options
+def prune(dry_run: bool, keep_snapshots: int | None, keep_days: float | None,
+          settings: Settings) -> None:
+    """Replica retention: delete old segments, snapshots and bodies from each replica,
+    only after restoring the kept chain into a scratch database and comparing digests."""
+    shipper, _ = _shipper(settings)
+    snaps = settings.replica_keep_snapshots if keep_snapshots is None else keep_snapshots
+    days = float(settings.replica_keep_days) if keep_days is None else keep_days
+    failed = False
+    for replica in shipper.replicas:
+        try:
+            p = retention.run(shipper.store, replica, shipper.key, snaps, days, dry_run=dry_run,
+                              progress=_progress)
+        except SafeholdError as exc:
+            click.echo(f"{replica.url}: FAILED: {exc}", err=True)
+            failed = True
+            continue
+        if dry_run:
+            click.echo(f"{replica.url}: dry run: would keep {len(p.kept_snapshots)} snapshot(s) "
+                       f"(restores reach back to seq {p.keep_from_seq}) and {p.kept_objects} "
+                       f"object(s), {p.kept_bytes} bytes; would delete {len(p.delete)} "
+                       f"object(s), {p.delete_bytes} bytes")
+            for name in p.delete[:20]:
+                click.echo(f"  would delete {name}")
+            if len(p.delete) > 20:
+                click.echo(f"  ... and {len(p.delete) - 20} more")
+        else:
+            click.echo(f"{replica.url}: {p.detail}; kept {p.kept_objects} object(s), "
+                       f"{p.kept_bytes} bytes" + (" (the kept chain restored and matched the "
+                                                  "live data first)" if p.deleted else ""))
+    if failed:
         raise SystemExit(1)
 
 

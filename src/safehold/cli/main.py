@@ -13,6 +13,8 @@ from safehold.cli.prune import prune
 from safehold.cli.history import history, restore_user, rollback, undelete
 from safehold.cli.portability import export, import_
 from safehold.cli.serve import serve
+from safehold.cli.sla import sla
+from safehold.cli.upgrade import upgrade
 from safehold.cli.user import user
 
 
@@ -38,3 +40,5 @@ main.add_command(backup)
 main.add_command(restore)
 main.add_command(drill)
 main.add_command(status)
+main.add_command(sla)
+main.add_command(upgrade)

@@ -19,7 +19,8 @@ from safehold.config import Settings
 def status(as_json: bool, settings: Settings) -> None:
     """Replicas, lag, the last drill, and a verdict (green, amber, red)."""
     store = open_store(settings)
-    st = compute(store, setup.resolve(settings, store))
+    st = compute(store, setup.resolve(settings, store),
+                 verify_days=float(settings.replica_verify_days))
     if as_json:
         click.echo(json.dumps({"verdict": st.verdict, "messages": st.messages, **st.facts},
                               indent=2))
@@ -30,10 +31,27 @@ def status(as_json: bool, settings: Settings) -> None:
         click.echo(f"last change: {st.facts['last_seq']} (lineage {st.facts['lineage']})")
         for r in st.facts["replicas"]:
             click.echo(f"replica {r['url']}: holds seq {r['shipped_seq']}, "
-                       f"{r['lag_seconds']:.1f} s behind")
+                       f"{r['lag_seconds']:.1f} s behind; {r['objects']} objects, "
+                       f"{r['bytes']} bytes")
+            v = r["verify"]
+            click.echo(f"  verify pass: {v['progress'] * 100:.0f}% of the objects re-read "
+                       f"({v['checked']}/{v['objects']}); last full pass "
+                       f"{_when(v['last_full_pass'])}")
+            p = r.get("retention")
+            if p:
+                click.echo(f"  retention: {'ok' if p['ok'] else 'FAILED'} at {_when(p['at'])}: "
+                           f"{p['detail']}")
         d = st.facts.get("last_drill")
         if d:
-            when = datetime.fromtimestamp(d["at"]).astimezone().isoformat(timespec="seconds")
-            click.echo(f"last drill: {'passed' if d['ok'] else 'FAILED'} at {when}: {d['detail']}")
+            click.echo(f"last drill: {'passed' if d['ok'] else 'FAILED'} at {_when(d['at'])}: "
+                       f"{d['detail']}")
+        if st.facts.get("next_drill_at"):
+            click.echo(f"next drill: {_when(st.facts['next_drill_at'])}")
     if st.verdict == "red":
         raise SystemExit(1)
+
+
+def _when(at: float | None) -> str:
+    if not at:
+        return "never"
+    return datetime.fromtimestamp(at).astimezone().isoformat(timespec="seconds")

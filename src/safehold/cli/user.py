@@ -13,6 +13,8 @@ from safehold.config import Settings
 from safehold.core import users
 from safehold.core.model import Actor
 from safehold.errors import UserError
+from safehold.store.sla import is_internal
+from safehold.store import roles
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -34,17 +36,33 @@ def user() -> None:
 @user.command("add")
 @click.argument("name")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--admin", is_flag=True, help="Let NAME use the admin web pages.")
 @common_options
-def add(name: str, password_stdin: bool, settings: Settings) -> None:
+def add(name: str, password_stdin: bool, admin: bool, settings: Settings) -> None:
     """Create user NAME with a files home at /dav/files/NAME/."""
     try:
         users.check_name(name)
         password = users.check_password(_read_password(password_stdin))
         store = open_store(settings)
         users.add_user(store, name, password, Actor(None, "safehold-cli"))
+        if admin:
+            roles.set_admin(store, name, True)
     except UserError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"created user {name}")
+    click.echo(f"created user {name}" + (" (administrator)" if admin else ""))
+
+
+@user.command("admin")
+@click.argument("name")
+@click.option("--revoke", is_flag=True, help="Take the administrator role away instead.")
+@common_options
+def admin_(name: str, revoke: bool, settings: Settings) -> None:
+    """Make NAME an administrator (the admin web pages), or --revoke it."""
+    store = open_store(settings)
+    if store.principal(name) is None:
+        raise click.ClickException(f"no user named {name!r}; see `safehold user list`")
+    roles.set_admin(store, name, not revoke)
+    click.echo(f"{name} is {'no longer ' if revoke else ''}an administrator")
 
 
 @user.command("passwd")
@@ -67,7 +85,8 @@ def passwd(name: str, password_stdin: bool, settings: Settings) -> None:
 @common_options
 def list_(as_json: bool, settings: Settings) -> None:
     """List users."""
-    rows = open_store(settings).principals()
+    # The SLA prober's internal account is not a user.
+    rows = [p for p in open_store(settings).principals() if not is_internal(p.name)]
     if as_json:
         click.echo(json.dumps([{"name": p.name, "disabled": p.disabled,
                                 "created_at": p.created_at} for p in rows]))

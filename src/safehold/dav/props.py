@@ -8,7 +8,7 @@ from email.utils import formatdate
 
 from lxml import etree
 
-from safehold.dav import xml
+from safehold.dav import multistatus, xml
 from safehold.dav.backend import DavBackend, LockInfo, Node
 from safehold.dav.paths import href
 from safehold.dav.xml import dav
@@ -163,6 +163,7 @@ NOT_IN_ALLPROP: set[str] = {dav("current-user-principal"), dav("principal-URL"),
 def register(name: str, fn: LivePropFn, protected: bool = True, allprop: bool = False) -> None:
     """Protocol extensions (CalDAV, CardDAV, sync) add their live properties here."""
     LIVE[name] = fn
+    FAST.pop(name, None)  # the registered function is the definition from now on
     if protected:
         PROTECTED.add(name)
     if not allprop:
@@ -181,6 +182,56 @@ def value(name: str, node: Node, backend: DavBackend) -> etree._Element | None:
     except etree.XMLSyntaxError:
         # Stored before a parser fix; report it as absent rather than fail the listing.
         return None
+
+
+# -- serialized values, for multistatus bodies -------------------------------------
+# The properties every listing asks for, written straight to text. Each gives the same
+# answer as its LIVE function above (None: the node does not have it).
+TextFn = Callable[[Node, DavBackend], "str | None"]
+
+
+def _fast_text(name: str, value: Callable[[Node], str | None]) -> TextFn:
+    def fn(node: Node, _b: DavBackend) -> str | None:
+        text = value(node)
+        return None if text is None else multistatus.text_element(name, text)
+    return fn
+
+
+_kind_cache: dict[tuple[str, str, bool, bool], str | None] = {}
+
+
+def _per_kind(name: str) -> TextFn:
+    """Properties whose value depends only on the node's kind, whether it is a
+    collection, and whether it is virtual: serialized once per combination."""
+    def fn(node: Node, backend: DavBackend) -> str | None:
+        key = (name, node.kind, node.is_collection, node.virtual)
+        if key not in _kind_cache:
+            el = LIVE[name](node, backend)
+            _kind_cache[key] = None if el is None else multistatus.element(el)
+        return _kind_cache[key]
+    return fn
+
+
+FAST: dict[str, TextFn] = {
+    dav("getetag"): _fast_text(dav("getetag"), lambda n: None if n.virtual else n.etag),
+    dav("getcontenttype"): _fast_text(dav("getcontenttype"), lambda n: None if n.is_collection
+                                      else n.content_type or "application/octet-stream"),
+    dav("getcontentlength"): _fast_text(dav("getcontentlength"),
+                                        lambda n: None if n.is_collection else str(n.size)),
+    dav("getlastmodified"): _fast_text(dav("getlastmodified"), lambda n: _rfc1123(n.modified_at)),
+    dav("creationdate"): _fast_text(dav("creationdate"), lambda n: _iso(n.created_at)),
+    dav("resourcetype"): _per_kind(dav("resourcetype")),
+    dav("supportedlock"): _per_kind(dav("supportedlock")),
+}
+
+
+def render(name: str, node: Node, backend: DavBackend) -> str | None:
+    """``value`` serialized (what a multistatus body carries), or None."""
+    fast = FAST.get(name)
+    if fast is not None:
+        return fast(node, backend)
+    el = value(name, node, backend)
+    return None if el is None else multistatus.element(el)
 
 
 def all_names(node: Node, backend: DavBackend) -> list[str]:

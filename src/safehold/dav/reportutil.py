@@ -8,21 +8,30 @@ from urllib.parse import unquote, urlsplit
 
 from lxml import etree
 
-from safehold.dav import xml
+from safehold.dav import multistatus
 from safehold.dav.backend import DavBackend, Node
 from safehold.dav.errors import DavError
 from safehold.dav.methods import propfind
 from safehold.dav.types import DavResponse
 from safehold.dav.xml import dav
 
-Render = Callable[[bytes], etree._Element]
+# Object data (calendar-data, address-data) as a serialized property element.
+Render = Callable[[bytes], str]
+# XML 1.0 cannot carry most control characters (nor U+FFFE/U+FFFF).
+_NOT_XML = {c: None for c in [*range(0x20), 0xFFFE, 0xFFFF] if chr(c) not in "\t\n\r"}
 
 
 def clean_text(data: bytes) -> str:
     """Object bytes as XML text. XML 1.0 cannot carry most control characters; a
     GET still returns the exact bytes."""
-    text = data.decode("utf-8", errors="replace").lstrip("\ufeff")
-    return "".join(ch for ch in text if ch in "\t\n\r" or ord(ch) >= 0x20)
+    return data.decode("utf-8", errors="replace").lstrip("\ufeff").translate(_NOT_XML)
+
+
+def data_element(name: str, ns_prefix: str, ns: str, data: bytes) -> str:
+    """``<P:name xmlns:P="ns">text</P:name>`` for object data."""
+    local = name.rpartition("}")[2]
+    return (f'<{ns_prefix}:{local} xmlns:{ns_prefix}="{ns}">'
+            f"{multistatus.escape(clean_text(data))}</{ns_prefix}:{local}>")
 
 
 def split_props(prop: etree._Element | None, data_tag: str) -> tuple[list[str], etree._Element | None]:
@@ -40,34 +49,19 @@ def split_props(prop: etree._Element | None, data_tag: str) -> tuple[list[str], 
 
 
 def response(node: Node, backend: DavBackend, names: list[str], render: Render | None,
-             body: bytes | None = None) -> etree._Element:
-    resp = propfind.response_for(node, backend, "prop", names)
+             body: bytes | None = None) -> str:
+    extra = ""
     if render is not None:
-        ok = next((ps for ps in resp.findall(dav("propstat"))
-                   if " 200 " in (ps.findtext(dav("status")) or "") + " "), None)
-        if ok is None:
-            ok = xml.element(dav("propstat"))
-            xml.sub(ok, dav("prop"))
-            xml.sub(ok, dav("status"), xml.status_line(200))
-            resp.insert(1, ok)
-        prop = ok.find(dav("prop"))
-        assert prop is not None
-        prop.append(render(body if body is not None else backend.read_bytes(node)))
-    return resp
+        extra = render(body if body is not None else backend.read_bytes(node))
+    return propfind.response_for(node, backend, "prop", names, extra)
 
 
-def not_found(h: str) -> etree._Element:
-    resp = xml.element(dav("response"))
-    xml.sub(resp, dav("href"), h)
-    xml.sub(resp, dav("status"), xml.status_line(404))
-    return resp
+def not_found(h: str) -> str:
+    return multistatus.status_response(h, 404)
 
 
-def multistatus(responses: list[etree._Element]) -> DavResponse:
-    ms = xml.multistatus()
-    for r in responses:
-        ms.append(r)
-    return DavResponse(207, [("Content-Type", "application/xml; charset=utf-8")], xml.to_bytes(ms))
+def multistatus_response(responses: list[str]) -> DavResponse:
+    return DavResponse(207, [multistatus.CONTENT_TYPE], multistatus.document(responses))
 
 
 def multiget(root: etree._Element, backend: DavBackend, names: list[str],
@@ -84,4 +78,4 @@ def multiget(root: etree._Element, backend: DavBackend, names: list[str],
         member = found.get(p)
         out.append(not_found(h) if member is None or member.is_collection
                    else response(member, backend, names, render, bodies.get(member.href)))
-    return multistatus(out)
+    return multistatus_response(out)

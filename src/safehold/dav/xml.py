@@ -49,6 +49,8 @@ def parse_fragment(text: str) -> etree._Element:
 
 
 def element(name: str, text: str | None = None, nsmap: dict[str, str] | None = None) -> etree._Element:
+    if nsmap is None and name.startswith("{DAV:}"):
+        nsmap = NSMAP  # serialized alone (multistatus.element) it keeps the D: prefix
     el = etree.Element(name, nsmap=nsmap)
     if text is not None:
         el.text = text

@@ -23,13 +23,18 @@ from safehold.core.guard import Guard, Policy
 from safehold.core.users import ensure_homes
 from safehold.backup import drill as drill_mod
 from safehold.backup import manifest as manifest_mod
+from safehold.backup import retention as replica_retention
 from safehold.backup import setup
+from safehold.backup import verify as verify_mod
 from safehold.backup.crypto import Key
 from safehold.backup.replica_client import ReplicaClient, open_replica
 from safehold.backup.shipper import Shipper
 from safehold.backup.status import Status, compute
 from safehold.errors import SafeholdError
 from safehold.http import metrics
+from safehold.sla.service import Sla
+from safehold.store import sla as store_sla
+from safehold.store import replication as rep
 from safehold.store import retention
 from safehold.store.incidents import Incidents
 from safehold.dav import handler as dav_handler
@@ -42,9 +47,11 @@ from safehold.dav.types import DavRequest, DavResponse
 from safehold.errors import DomainError
 from safehold.http import api as api_mod
 from safehold.http.auth import Authenticator
+from safehold.http import webglue
 from safehold.http.davbackend import PREFIX, StoreDavBackend
 from safehold.store import blobs
 from safehold.store import engine as engine_mod
+from safehold.store import versioning
 from safehold.store.repo import Store
 
 log = logging.getLogger("safehold.http")
@@ -118,6 +125,8 @@ class App:
         self.backup = setup.resolve(settings, store, create_default=True)
         self.shipper: Shipper | None = None
         self.regressed: str | None = None
+        self._schema_head = engine_mod.schema_state(store.engine)[1]
+        self._upgrade_checked: tuple[float, str | None] = (-1.0, None)
         if self.backup.problem:
             log.error("backups are NOT running: %s", self.backup.problem)
         elif self.backup.key is not None:
@@ -126,6 +135,8 @@ class App:
             self.shipper = Shipper(store, self.backup.key, replicas, self.lineage,
                                    settings.snapshot_every)
         install_protocols()
+        self.sla = Sla(settings, store, lambda: self.regressed, self.status)
+        self.web = webglue.build(self)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -142,6 +153,7 @@ class App:
                       scope.get("path"), traceback.format_exc())
             reply = _text(500, f"internal error; request id {request_id}")
         await self._send(send, reply, request_id)
+        self.sla.count(reply.status, dict(scope.get("headers") or []).get(b"user-agent", b"").decode("latin-1"))
         log.info("%s %s %s -> %d in %.1f ms", request_id, scope.get("method"),
                  scope.get("path"), reply.status, (time.monotonic() - started) * 1000)
 
@@ -151,6 +163,7 @@ class App:
                 message = await receive()
                 if message["type"] == "lifespan.startup":
                     tasks.start_soon(self._prune_daily)
+                    tasks.start_soon(self.sla.run)
                     tasks.start_soon(self._drill_daily)
                     if self.shipper is not None and self.regressed is None:
                         self.shipper.start()
@@ -163,23 +176,47 @@ class App:
                     return
 
     async def _drill_daily(self) -> None:
-        """Restore drills on a schedule (drill_interval_hours; the first one soon after
-        start, so a fresh server verifies its replica the same day)."""
-        await anyio.sleep(600)
+        """Backup upkeep in one task, so that retention never deletes what a drill or a
+        verify slice is reading: a verify slice every hour (backup/verify.py), and every
+        drill_interval_hours a restore drill (the first one ten minutes after start, so a
+        fresh server verifies its replica the same day) followed by replica retention."""
+        next_drill, next_verify = time.time() + 600, time.time() + 300
         while True:
-            if self.shipper is not None and self.backup.key is not None:
-                for replica in self.shipper.replicas:
-                    try:
+            await anyio.to_thread.run_sync(rep.set_meta, self.store, "drill.next_at",
+                                           str(next_drill))
+            await anyio.sleep(max(0.0, min(next_drill, next_verify) - time.time()))
+            if self.shipper is None or self.backup.key is None:
+                next_verify, next_drill = time.time() + 3600, time.time() + 3600
+                continue
+            key, settings = self.backup.key, self.settings
+            for replica in self.shipper.replicas:
+                try:
+                    if time.time() >= next_verify:
+                        objects = verify_mod.load_state(self.store, replica.url).objects
+                        await anyio.to_thread.run_sync(
+                            verify_mod.run_slice, self.store, replica, key,
+                            verify_mod.slice_size(objects, settings.replica_verify_days),
+                            float(settings.replica_verify_days))
+                    if time.time() >= next_drill:
                         for r in await anyio.to_thread.run_sync(
-                                drill_mod.drill, self.store, replica, self.backup.key):
+                                drill_mod.drill, self.store, replica, key):
                             (log.info if r.ok else log.error)("drill of %s at seq %d: %s",
                                                               r.replica, r.seq, r.detail)
-                    except Exception:  # noqa: BLE001 - recorded by the next status, retried
-                        log.error("drill failed:\n%s", traceback.format_exc())
-            await anyio.sleep(self.settings.drill_interval_hours * 3600)
+                        p = await anyio.to_thread.run_sync(
+                            replica_retention.run, self.store, replica, key,
+                            settings.replica_keep_snapshots, float(settings.replica_keep_days))
+                        log.info("replica retention on %s: %s", replica.url, p.detail)
+                except Exception:  # noqa: BLE001 - recorded by the next status, retried
+                    log.error("backup upkeep of %s failed:\n%s", replica.url,
+                              traceback.format_exc())
+            if time.time() >= next_verify:
+                next_verify = time.time() + verify_mod.PASS_INTERVAL
+            if time.time() >= next_drill:
+                next_drill = time.time() + settings.drill_interval_hours * 3600
 
     def status(self) -> Status:
-        return compute(self.store, self.backup)
+        return compute(self.store, self.backup,
+                       verify_days=float(self.settings.replica_verify_days))
 
     async def _prune_daily(self) -> None:
         """Retention runs an hour after start, then once a day."""
@@ -222,8 +259,9 @@ class App:
         if path == "/healthz":
             return _text(200, "ok")
         if path == "/readyz":
-            if self.regressed:
-                return _text(503, self.regressed)
+            paused = await self._paused()
+            if paused:
+                return _text(503, paused)
             try:
                 await anyio.to_thread.run_sync(self.store.writable)
             except Exception as exc:  # noqa: BLE001 - readiness reports any failure
@@ -231,8 +269,13 @@ class App:
             return _text(200, "ready")
         if path in ("/.well-known/caldav", "/.well-known/carddav"):
             return _Reply(301, [("Location", PREFIX), ("Content-Length", "0")])
+        if path == "/status":
+            # Public (no login): figures only, no user, collection or replica names.
+            body = await anyio.to_thread.run_sync(self.sla.page)
+            return _Reply(200, [("Content-Type", "text/html; charset=utf-8"),
+                                ("Cache-Control", "no-store")], body)
         if path == "/metrics":
-            body = await anyio.to_thread.run_sync(metrics.render, self.status)
+            body = await anyio.to_thread.run_sync(metrics.render, self.status, [self.sla.collector])
             return _Reply(200, [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")], body)
         if path == "/api/openapi.json":
             body = api_mod.openapi()
@@ -242,11 +285,30 @@ class App:
         if path == "/" and method in ("PROPFIND", "OPTIONS"):
             # Clients given only the server URL ask "/" for current-user-principal.
             return await self._dav(scope, receive, path, method, request_id)
-        if path == "/":
-            return _text(200, f"safehold {__version__}: DAV at {PREFIX}")
+        if self.web.handles(path):
+            # The web pages (login, history, restores, admin) under "/"; "/status" stays free.
+            web_reply = await self.web.handle(scope, receive, path)
+            return _Reply(web_reply.status, web_reply.headers, web_reply.body)
         if path == PREFIX.rstrip("/") or path.startswith(PREFIX):
             return await self._dav(scope, receive, path, method, request_id)
         return _text(404, "not found")
+
+    async def _paused(self) -> str | None:
+        """Why this process must not serve data now, or None: it regressed, or an
+        upgrade runs on the shared database (the marker, re-read at most once a second
+        so that every process of a PostgreSQL deployment notices it)."""
+        if self.regressed:
+            return self.regressed
+        checked, problem = self._upgrade_checked
+        now = time.monotonic()
+        if now - checked >= 1.0:
+            try:
+                problem = await anyio.to_thread.run_sync(
+                    versioning.serving_problem, self.store.engine, self._schema_head)
+            except Exception as exc:  # noqa: BLE001 - mid-migration tables may be locked
+                problem = f"cannot read the schema state ({exc}); an upgrade may be running"
+            self._upgrade_checked = (now, problem)
+        return problem
 
     async def _api(self, scope: Scope, receive: Receive, path: str, method: str,
                    request_id: str) -> _Reply:
@@ -256,6 +318,9 @@ class App:
         if principal is None:
             return _text(401, "authentication required",
                          [("WWW-Authenticate", 'Basic realm="safehold", charset="UTF-8"')])
+        paused = await self._paused()
+        if paused and method == "POST":  # restores write; reads of history are harmless
+            return _json(503, {"error": paused})
         body = b""
         if method == "POST":
             chunks = []
@@ -287,10 +352,12 @@ class App:
         if principal is None:
             return _text(401, "authentication required",
                          [("WWW-Authenticate", 'Basic realm="safehold", charset="UTF-8"')])
-        if self.regressed:
-            # Promise 8: a server unsure of its own state answers 503 (clients keep
-            # their data), never a smaller listing.
-            return _text(503, self.regressed, [("Retry-After", "3600")])
+        paused = await self._paused()
+        if paused:
+            # Promise 8: a server unsure of its own state (data older than its replica,
+            # schema mid-upgrade) answers 503 (clients keep their data), never a smaller
+            # listing.
+            return _text(503, paused, [("Retry-After", "3600" if self.regressed else "60")])
         sync = self.settings.replication_mode == "sync" and self.shipper is not None \
             and method in _MUTATING
         if sync and any(r["last_error"] for r in self.status().facts["replicas"]):
@@ -303,7 +370,8 @@ class App:
             # Accounts made by an older release get the homes they lack.
             await anyio.to_thread.run_sync(ensure_homes, self.store, principal, actor)
             self._homes_checked.add(principal.id)
-        backend = StoreDavBackend(self.store, principal, actor, self.lineage, self.guard)
+        guard = self.sla.canary_guard if store_sla.is_internal(principal.name) else self.guard
+        backend = StoreDavBackend(self.store, principal, actor, self.lineage, guard)
         if not backend.allowed(path):
             # The same answer whether or not the other user or resource exists.
             return _text(404, "not found")

@@ -58,12 +58,19 @@ class Authenticator:
         user, _, password = raw.partition(":")
         return user, password
 
+    def _cached(self, user: str, password: str) -> Principal | None:
+        digest = hashlib.sha256(password.encode("utf-8")).digest()
+        hit = self._cache.get(user)
+        if hit is not None and hit.expires > self.clock() and hmac.compare_digest(hit.digest, digest):
+            return hit.principal
+        return None
+
     def _check(self, user: str, password: str) -> Principal | None:
         digest = hashlib.sha256(password.encode("utf-8")).digest()
         now = self.clock()
-        hit = self._cache.get(user)
-        if hit is not None and hit.expires > now and hmac.compare_digest(hit.digest, digest):
-            return hit.principal
+        cached = self._cached(user, password)
+        if cached is not None:
+            return cached
         principal = self.store.principal(user)
         if principal is None or principal.disabled:
             # Spend the same work as a real check so that timing does not tell
@@ -80,8 +87,17 @@ class Authenticator:
         creds = self.parse(header)
         if creds is None:
             return None
+        return await self.login(*creds, client)
+
+    async def login(self, user: str, password: str, client: str) -> Principal | None:
+        """The same check for the web login form as for DAV's Basic header."""
+        cached = self._cached(user, password)
+        if cached is not None:
+            # A digest compare: no worker thread, no place in the argon2 queue.
+            self._failures.pop(client, None)
+            return cached
         async with self._verifying:  # bounds argon2's memory under a burst of logins
-            principal = await anyio.to_thread.run_sync(self._check, *creds)
+            principal = await anyio.to_thread.run_sync(self._check, user, password)
         if principal is None:
             await self._fail(client)
         else:

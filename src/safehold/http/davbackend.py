@@ -13,7 +13,7 @@ from safehold.core.items import CALDAV, CARDDAV, MAX_ITEM_BYTES, InvalidItem, in
 from safehold.core.model import (
     ADDRESSBOOK, CALENDAR, COLLECTION, Actor, Body, ItemIndex, Lock, Principal, Resource,
 )
-from safehold.dav.backend import LockInfo, Node
+from safehold.dav.backend import IndexSpan, LockInfo, Node
 from safehold.dav.errors import DavError
 from safehold.dav.types import SpooledBody
 from safehold.errors import DomainError, UidConflict
@@ -47,6 +47,10 @@ class StoreDavBackend:
         self.lineage = lineage
         self.guard = guard
         self._blobs: dict[str, str | None] = {}
+        # Locks of this user's trees, read once per request (a listing asks for
+        # lockdiscovery of every member; a PUT checks the item and its parent).
+        self._locks: list[Lock] | None = None
+        self._lock_roots: dict[str, str] = {}  # lock path -> href of the locked resource
 
     # -- access ----------------------------------------------------------------
 
@@ -174,6 +178,7 @@ class StoreDavBackend:
             raise DavError(403, "a home collection cannot be deleted")
         parent = path.rsplit("/", 1)[0]
         guarded = self.guard is not None and not href.endswith("/") and len(parent.split("/")) > 2
+        self._forget_locks()  # a tombstone drops the locks below it
         try:
             if guarded:
                 assert self.guard is not None
@@ -228,27 +233,28 @@ class StoreDavBackend:
         return self._token(self.store.collection_seq(store_path(node.href)))
 
     def changes(self, node: Node, token: str | None,
-                limit: int | None) -> tuple[list[tuple[str, bool]], str, bool]:
+                limit: int | None) -> tuple[list[tuple[str, Node | None]], str, bool]:
         path = store_path(node.href)
         if token is None:
-            # The token is read before the listing: a change racing in between is
-            # reported again next time, never lost (RFC 6578 §3.2).
-            new = self.sync_token(node)
-            return [(c.href, False) for c in self.children(node)], new, False
+            # Token and listing come from one snapshot: nothing listed is newer than
+            # the token, so the next sync reports no member twice (RFC 6578 §3.2).
+            seq, members = self.store.listing(path)
+            return [(n.href, n) for n in map(self._node, members)], self._token(seq), False
         seq = self._parse_token(token)
         changes = self.store.changes_since(path, seq)
         truncated = False
         if limit is not None and len(changes) > limit:
             cut = limit
             # Never split one change (a restore touches many members at one seq).
-            while cut < len(changes) and changes[cut].seq == changes[cut - 1].seq:
+            while cut < len(changes) and changes[cut][0].seq == changes[cut - 1][0].seq:
                 cut += 1
             truncated = cut < len(changes)
             changes = changes[:cut]
-        new_seq = max([seq] + [c.seq for c in changes])
-        kinds = self.store.get_many([c.path for c in changes if not c.deleted])
-        out = [(PREFIX + c.path + ("/" if c.path in kinds and kinds[c.path].is_collection else ""),
-                c.deleted) for c in changes]
+        new_seq = max([seq] + [c.seq for c, _ in changes])
+        out: list[tuple[str, Node | None]] = []
+        for change, res in changes:
+            member = self._node(res) if res is not None else None
+            out.append((member.href if member else PREFIX + change.path, member))
         return out, self._token(new_seq), truncated
 
     def _parse_token(self, token: str) -> int:
@@ -277,10 +283,16 @@ class StoreDavBackend:
         return [self._node(r) for r in self.store.index_candidates(
             store_path(node.href), component, start, end)]
 
+    def query_index(self, node: Node, component: str | None, start: float | None,
+                    end: float | None) -> list[tuple[Node, IndexSpan]]:
+        return [(self._node(r), IndexSpan(ix.start, ix.end, ix.recurring))
+                for r, ix in self.store.index_entries(store_path(node.href), component, start, end)]
+
     def copy_move(self, op: str, src: str, dst: str, deep: bool, overwrite: bool) -> bool:
         s, d = self._writable(src), self._writable(dst)
         if self._is_home(dst) or (op == "move" and self._is_home(src)):
             raise DavError(403, "a home collection cannot be moved or replaced")
+        self._forget_locks()
         try:
             return self.store.copy_or_move(op, s, d, self.actor, deep=deep, overwrite=overwrite)
         except DomainError as exc:
@@ -296,10 +308,13 @@ class StoreDavBackend:
     # -- locks -----------------------------------------------------------------
 
     def _lockinfo(self, lk: Lock) -> LockInfo:
-        res_href = PREFIX + lk.path
-        node = self.store.get(lk.path)
-        if node is not None and node.is_collection:
-            res_href += "/"
+        res_href = self._lock_roots.get(lk.path)
+        if res_href is None:
+            res_href = PREFIX + lk.path
+            node = self.store.get(lk.path)
+            if node is not None and node.is_collection:
+                res_href += "/"
+            self._lock_roots[lk.path] = res_href
         return LockInfo(token=lk.token, root=res_href, depth=lk.depth, scope=lk.scope,
                         owner_xml=lk.owner_xml, mine=lk.principal_id == self.principal.id,
                         timeout=max(0, lk.timeout))
@@ -307,20 +322,35 @@ class StoreDavBackend:
     def locks(self, href: str, ancestors: bool = True, descendants: bool = False) -> list[LockInfo]:
         if not self.allowed(href):
             return []
-        return [self._lockinfo(lk) for lk in
-                self.store.locks_for(store_path(href), ancestors=ancestors, descendants=descendants)]
+        if self._locks is None:
+            self._locks = self.store.locks_under(
+                [f"{ns}/{self.principal.name}" for ns in NAMESPACES if ns != "principals"])
+        path = store_path(href)
+        # The same rules as Store.locks_for: the path's own locks, depth-infinity locks
+        # of its ancestors, and (for DELETE, MOVE, LOCK) the locks below it.
+        return [self._lockinfo(lk) for lk in self._locks
+                if lk.path == path or (ancestors and lk.depth == "infinity"
+                                       and path.startswith(lk.path + "/"))
+                or (descendants and lk.path.startswith(path + "/"))]
+
+    def _forget_locks(self) -> None:
+        self._locks = None
+        self._lock_roots.clear()
 
     def add_lock(self, href: str, depth: str, scope: str, owner_xml: str | None,
                  timeout: int) -> LockInfo:
         path = self._writable(href)
+        self._forget_locks()
         return self._lockinfo(self.store.add_lock(path, depth, scope, owner_xml,
                                                   self.principal.id, timeout))
 
     def refresh_lock(self, token: str, timeout: int) -> LockInfo | None:
+        self._forget_locks()
         lk = self.store.refresh_lock(token, timeout)
         return self._lockinfo(lk) if lk else None
 
     def remove_lock(self, token: str) -> bool:
+        self._forget_locks()
         return self.store.remove_lock(token)
 
 

@@ -52,8 +52,14 @@ class Spool:
             pass
 
 
+# Built once, so that SQLAlchemy reuses their compiled form (the PUT path).
+_EXISTS = sa.select(blob.c.hash).where(blob.c.hash == sa.bindparam("k_hash"))
+_INSERT_CHUNK = sa.insert(blob_chunk)
+_INSERT_BLOB = sa.insert(blob)
+
+
 def exists(conn: Connection, sha256: str) -> bool:
-    return conn.execute(sa.select(blob.c.hash).where(blob.c.hash == sha256)).first() is not None
+    return conn.execute(_EXISTS, {"k_hash": sha256}).first() is not None
 
 
 def store(engine: Engine, body: Body, write: Callable[[Callable[[Connection], None]], None]) -> None:
@@ -95,8 +101,8 @@ def store_bytes_in(conn: Connection, data: bytes) -> str:
     comp = zstandard.ZstdCompressor(level=3)
     rows = [{"hash": sha, "idx": i // CHUNK, "data": comp.compress(data[i:i + CHUNK])}
             for i in range(0, max(len(data), 1), CHUNK)]
-    conn.execute(sa.insert(blob_chunk), rows)
-    conn.execute(sa.insert(blob).values(hash=sha, size=len(data), chunks=len(rows), codec=CODEC))
+    conn.execute(_INSERT_CHUNK, rows)
+    conn.execute(_INSERT_BLOB, dict(hash=sha, size=len(data), chunks=len(rows), codec=CODEC))
     return sha
 
 

@@ -15,8 +15,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
+from safehold import __version__
 from safehold.errors import SelfTestFailed, StoreUnavailable
-from safehold.store import sqlite_dbapi
+from safehold.store import sqlite_dbapi, versioning
 
 log = logging.getLogger(__name__)
 
@@ -60,21 +61,42 @@ def create(url: str) -> Engine:
     if url.startswith("postgres"):
         if url.startswith("postgresql://") or url.startswith("postgres://"):
             url = "postgresql+psycopg://" + url.split("://", 1)[1]
-        return sa.create_engine(url, pool_size=8, max_overflow=16, pool_pre_ping=True)
+        # READ COMMITTED whatever the server's default_transaction_isolation: a write
+        # takes the writers' advisory lock as its first statement, and only at READ
+        # COMMITTED do the statements after it see what the previous writer committed
+        # (REPEATABLE READ would have taken its snapshot before the wait). Reads that
+        # need one snapshot ask for it (Store._snapshot).
+        return sa.create_engine(url, pool_size=8, max_overflow=16, pool_pre_ping=True,
+                                isolation_level="READ COMMITTED")
     raise StoreUnavailable(f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://…")
 
 
-def _alembic_config(engine: Engine) -> AlembicConfig:
+# Only the test suite sets this: a directory of extra migrations (e.g. one that fails
+# half-way) stacked on the real head, to prove the upgrade path (docs/testing.md).
+TEST_MIGRATIONS_ENV = "SAFEHOLD_TEST_MIGRATIONS"
+
+
+def alembic_config(engine: Engine | None = None) -> AlembicConfig:
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
+    locations = [str(MIGRATIONS / "versions")]
+    extra = os.environ.get(TEST_MIGRATIONS_ENV)
+    if extra:
+        locations.append(extra)
+    cfg.set_main_option("path_separator", "os")  # alembic >= 1.16
+    cfg.set_main_option("version_path_separator", "os")  # older alembic
+    cfg.set_main_option("version_locations", os.pathsep.join(locations))
     cfg.attributes["engine"] = engine
     return cfg
 
 
+def script_directory() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config())
+
+
 def schema_state(engine: Engine) -> tuple[str | None, str]:
     """Return (current revision in the database, head revision of this code)."""
-    cfg = _alembic_config(engine)
-    head = ScriptDirectory.from_config(cfg).get_current_head()
+    head = script_directory().get_current_head()
     assert head is not None
     with engine.connect() as conn:
         current = MigrationContext.configure(conn).get_current_revision()
@@ -85,6 +107,11 @@ def ensure_schema(engine: Engine) -> None:
     """Create the schema on first use; refuse an older or newer one."""
     current, head = schema_state(engine)
     if current == head:
+        with engine.connect() as conn:
+            if versioning.get(conn, versioning.APP_VERSION) is None:
+                # Created before the release was recorded: note it once.
+                versioning.record(conn, head)
+                conn.commit()
         return
     if current is None:
         with engine.connect() as conn:
@@ -93,17 +120,21 @@ def ensure_schema(engine: Engine) -> None:
             raise StoreUnavailable("the database has tables but no schema version; "
                                    "it was not created by safehold")
         log.info("creating the database schema (revision %s)", head)
-        command.upgrade(_alembic_config(engine), "head")
+        # env.py runs every migration and this record in one transaction.
+        command.upgrade(alembic_config(engine), "head")
         return
-    script = ScriptDirectory.from_config(_alembic_config(engine))
-    known = {rev.revision for rev in script.walk_revisions()}
+    known = {rev.revision for rev in script_directory().walk_revisions()}
     if current not in known:
+        with engine.connect() as conn:
+            writer = versioning.get(conn, versioning.APP_VERSION)
         raise StoreUnavailable(
-            f"the database schema ({current}) is newer than this safehold knows "
-            f"(head {head}); run the safehold version that wrote it")
+            f"the database schema ({current}) was written by safehold {writer or '(unknown)'}, "
+            f"newer than this safehold {__version__} (schema {head}); run safehold "
+            f"{writer or 'of the release that upgraded it'} or newer. Downgrading is not "
+            "supported: restore the pre-upgrade backup instead (docs/upgrades.md)")
     raise StoreUnavailable(
-        f"the database schema ({current}) is older than this safehold ({head}); "
-        "run `safehold upgrade` first")
+        f"the database schema ({current}) is older than this safehold {__version__} ({head}); "
+        "run `safehold upgrade` first (docs/upgrades.md)")
 
 
 def self_test(engine: Engine) -> dict[str, str]:
@@ -128,14 +159,40 @@ def self_test(engine: Engine) -> dict[str, str]:
         if check != "ok":
             raise SelfTestFailed(f"the database failed its integrity check: {check}")
     else:
-        with engine.connect() as conn:
-            fsync = conn.exec_driver_sql("SHOW fsync").scalar()
-            sync_commit = conn.exec_driver_sql("SHOW synchronous_commit").scalar()
-        facts.update(fsync=str(fsync), synchronous_commit=str(sync_commit))
-        if fsync != "on" or sync_commit not in ("on", "remote_write", "remote_apply"):
-            log.warning("PostgreSQL durability is weakened: fsync=%s synchronous_commit=%s; "
-                        "acknowledged writes may be lost in a crash", fsync, sync_commit)
+        facts.update(_pg_durability(engine))
+        problem = durability_problem(engine, facts)
+        if problem:
+            log.warning("%s", problem)
     return facts
+
+
+PG_DURABILITY = ("fsync", "synchronous_commit", "full_page_writes")
+
+
+def _pg_durability(engine: Engine) -> dict[str, str]:
+    # SHOW gives the value in effect for safehold's own sessions, including a
+    # per-database or per-role override (ALTER DATABASE … SET synchronous_commit).
+    with engine.connect() as conn:
+        return {name: str(conn.exec_driver_sql(f"SHOW {name}").scalar()) for name in PG_DURABILITY}
+
+
+def durability_problem(engine: Engine, facts: dict[str, str] | None = None) -> str | None:
+    """Why an acknowledged write could be lost in a crash of the database server, or
+    None. SQLite: never (the self-test refuses a weak setup). PostgreSQL: the server
+    is not ours to refuse, so this is a warning at startup and amber in `status`.
+    Every synchronous_commit but ``off`` flushes the local WAL before the commit
+    returns (``local``, ``remote_write`` and ``remote_apply`` too)."""
+    if is_sqlite(engine):
+        return None
+    got = facts if facts is not None and all(k in facts for k in PG_DURABILITY) \
+        else _pg_durability(engine)
+    weak = [f"{k}={got[k]}" for k in PG_DURABILITY if got[k] == "off"]
+    if not weak:
+        return None
+    return (f"PostgreSQL durability is weakened ({', '.join(weak)}): acknowledged writes may be "
+            "lost if the database server crashes; set " + ", ".join(f"{w.split('=')[0]} = on"
+                                                                    for w in weak)
+            + " (postgresql.conf, or ALTER DATABASE/ROLE … RESET)")
 
 
 def integrity_check(engine: Engine) -> str:

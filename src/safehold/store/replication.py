@@ -12,9 +12,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from safehold.store.repo import Store
+from safehold.store.sla import CANARY_PREFIX
 from safehold.store.schema import (
-    blob, blob_chunk, change, credential, drill, meta, principal, replica_blob, replica_state,
-    resource, version,
+    blob, blob_chunk, change, credential, drill, meta, principal, pruned, replica_blob,
+    replica_state, resource, version,
 )
 
 # The tables a replica carries. Heads (resource) and indexes are rebuilt on restore.
@@ -25,20 +26,33 @@ def _rows(c: Connection, stmt: Any) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in c.execute(stmt)]
 
 
-def changes_after(store: Store, seq: int, limit: int) -> dict[str, list[dict[str, Any]]]:
+def accounts_digest(principals: list[dict[str, Any]], credentials: list[dict[str, Any]]) -> str:
+    return hashlib.sha256(json.dumps([principals, credentials], sort_keys=True,
+                                     default=str).encode()).hexdigest()
+
+
+def changes_after(store: Store, seq: int, limit: int,
+                  known_accounts: str | None = None) -> dict[str, Any]:
     """Up to ``limit`` changes after ``seq`` with their versions, plus the current
-    principals and credentials (they are not in the change log, and are small)."""
-    def q(c: Connection) -> dict[str, list[dict[str, Any]]]:
+    principals and credentials (they are not in the change log) unless their digest
+    is still ``known_accounts``; their digest is returned as "accounts_digest"."""
+    def q(c: Connection) -> dict[str, Any]:
         changes = _rows(c, sa.select(change).where(change.c.seq > seq)
                         .order_by(change.c.seq).limit(limit))
         if not changes:
             return {"change": []}
         last = changes[-1]["seq"]
-        return {"change": changes,
-                "version": _rows(c, sa.select(version).where(version.c.seq > seq)
-                                 .where(version.c.seq <= last).order_by(version.c.id)),
-                "principal": _rows(c, sa.select(principal)),
-                "credential": _rows(c, sa.select(credential))}
+        principals = _rows(c, sa.select(principal).order_by(principal.c.id))
+        credentials = _rows(c, sa.select(credential).order_by(credential.c.id))
+        digest = accounts_digest(principals, credentials)
+        out: dict[str, Any] = {
+            "change": changes,
+            "version": _rows(c, sa.select(version).where(version.c.seq > seq)
+                             .where(version.c.seq <= last).order_by(version.c.id)),
+            "accounts_digest": digest}
+        if digest != known_accounts:
+            out["principal"], out["credential"] = principals, credentials
+        return out
     return store._read(q)
 
 
@@ -48,7 +62,11 @@ def snapshot(store: Store, upto: int) -> dict[str, list[dict[str, Any]]]:
                 "version": _rows(c, sa.select(version).where(version.c.seq <= upto)
                                  .order_by(version.c.id)),
                 "principal": _rows(c, sa.select(principal)),
-                "credential": _rows(c, sa.select(credential))}
+                "credential": _rows(c, sa.select(credential)),
+                # Versions whose content history retention dropped: their bodies are
+                # gone, and a restore must not look for them.
+                "pruned": _rows(c, sa.select(pruned).where(pruned.c.version_id.in_(
+                    sa.select(version.c.id).where(version.c.seq <= upto))))}
     return store._read(q)
 
 
@@ -87,6 +105,22 @@ def mark_blobs(store: Store, url: str, hashes: list[str]) -> None:
             new = [{"url": url, "hash": h} for h in set(hashes) - have]
             if new:
                 c.execute(sa.insert(replica_blob), new)
+        store._write(tx)
+
+
+def replica_blob_hashes(store: Store, url: str) -> list[str]:
+    return store._read(lambda c: list(c.execute(
+        sa.select(replica_blob.c.hash).where(replica_blob.c.url == url)).scalars()))
+
+
+def unmark_blobs(store: Store, url: str, hashes: list[str]) -> None:
+    """Forget that ``url`` holds these blobs (replica retention deleted them), so that
+    a new version with the same bytes ships them again."""
+    def tx(c: Connection) -> None:
+        for i in range(0, len(hashes), 500):
+            c.execute(sa.delete(replica_blob).where(replica_blob.c.url == url,
+                                                    replica_blob.c.hash.in_(hashes[i:i + 500])))
+    if hashes:
         store._write(tx)
 
 
@@ -144,6 +178,11 @@ def load(store: Store, tables: dict[str, list[dict[str, Any]]], upto: int | None
                 if c.execute(sa.update(credential).where(credential.c.id == row["id"])
                              .values(**row)).rowcount == 0:
                     c.execute(sa.insert(credential).values(**row))
+        if tables.get("pruned"):
+            known = set(c.execute(sa.select(pruned.c.version_id)).scalars())
+            new_pruned = [r for r in tables["pruned"] if r["version_id"] not in known]
+            if new_pruned:
+                c.execute(sa.insert(pruned), new_pruned)
         have = int(c.execute(sa.select(sa.func.max(change.c.seq))).scalar() or 0)
         new_changes = [r for r in tables.get("change", [])
                        if r["seq"] > have and (upto is None or r["seq"] <= upto)]
@@ -157,13 +196,20 @@ def load(store: Store, tables: dict[str, list[dict[str, Any]]], upto: int | None
 
 
 def load_blob(store: Store, row: dict[str, Any], chunk_data: list[bytes]) -> None:
+    load_blobs(store, [(row, chunk_data)])
+
+
+def load_blobs(store: Store, items: list[tuple[dict[str, Any], list[bytes]]]) -> None:
+    """Several bodies in one transaction (one fsync, not one per body)."""
     def tx(c: Connection) -> None:
-        if c.execute(sa.select(blob.c.hash).where(blob.c.hash == row["hash"])).first():
-            return
-        c.execute(sa.insert(blob_chunk), [{"hash": row["hash"], "idx": i, "data": d}
-                                          for i, d in enumerate(chunk_data)])
-        c.execute(sa.insert(blob).values(**row))
-    store._write(tx)
+        for row, chunk_data in items:
+            if c.execute(sa.select(blob.c.hash).where(blob.c.hash == row["hash"])).first():
+                continue
+            c.execute(sa.insert(blob_chunk), [{"hash": row["hash"], "idx": i, "data": d}
+                                              for i, d in enumerate(chunk_data)])
+            c.execute(sa.insert(blob).values(**row))
+    if items:
+        store._write(tx)
 
 
 def rebuild_heads(store: Store) -> list[tuple[str, str, str | None]]:
@@ -188,8 +234,10 @@ def rebuild_heads(store: Store) -> list[tuple[str, str, str | None]]:
 
 
 def referenced_blobs(store: Store) -> list[str]:
+    """Bodies a restored database needs: those of versions history retention kept."""
     return store._read(lambda c: list(c.execute(
-        sa.select(version.c.blob_hash).where(version.c.blob_hash.is_not(None)).distinct()).scalars()))
+        sa.select(version.c.blob_hash).where(version.c.blob_hash.is_not(None))
+        .where(version.c.id.not_in(sa.select(pruned.c.version_id))).distinct()).scalars()))
 
 
 def digest_at(store: Store, seq: int) -> dict[str, str]:
@@ -200,6 +248,9 @@ def digest_at(store: Store, seq: int) -> dict[str, str]:
         rows = c.execute(sa.select(version.c.path, version.c.parent, version.c.kind,
                                    version.c.blob_hash, version.c.props)
                          .where(version.c.id.in_(latest)).where(version.c.deleted.is_(False))
+                         # The SLA canary's old rows are compacted here but kept in
+                         # replicas (store/sla.py): not data a drill should compare.
+                         .where(sa.not_(version.c.path.startswith(CANARY_PREFIX)))
                          .order_by(version.c.path)).all()
         per: dict[str, Any] = {}
         for r in rows:

@@ -215,3 +215,31 @@ lock = sa.Table(
     sa.Column("expires_at", sa.Float, nullable=False),
     sa.Index("ix_lock_path", "path"),
 )
+
+# Service levels (revision 0005): events with a start and an end, and the built-in
+# prober's samples (kept for SAMPLE_DAYS, see store/sla.py).
+sla_event = sa.Table(
+    "sla_event",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # downtime, rpo_breach, durability
+    sa.Column("source", sa.String(32), nullable=False),  # what saw it: probe, gate, errors, ...
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("ended_at", sa.Float, nullable=True),  # NULL: still open
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("value", sa.Float, nullable=True),  # rpo_breach: the worst lag seen
+    sa.Index("ix_sla_event_started", "started_at"),
+)
+
+probe_sample = sa.Table(
+    "probe_sample",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("ok", sa.Boolean, nullable=False),
+    sa.Column("latency", sa.Float, nullable=False),
+    sa.Column("step", sa.String(16), nullable=False),  # the step that failed, or "all"
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Index("ix_probe_sample_at", "at"),
+)

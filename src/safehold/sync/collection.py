@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from lxml import etree
 
-from safehold.dav import xml
+from safehold.dav import multistatus
 from safehold.dav.backend import DavBackend, Node
 from safehold.dav.errors import DavError
 from safehold.dav.methods import propfind
@@ -37,22 +37,16 @@ def handle(req: DavRequest, backend: DavBackend, node: Node, root: etree._Elemen
             raise DavError(400, "DAV:nresults must be positive")
     prop = root.find(dav("prop"))
     names = [str(p.tag) for p in prop if isinstance(p.tag, str)] if prop is not None else []
+    # The members come with the token, from one snapshot: re-reading them here could
+    # report a newer version than the token covers, and the next sync would report
+    # it again.
     changes, new_token, truncated = backend.changes(node, token or None, limit)
-    live = backend.get_many([h for h, deleted in changes if not deleted])
-    ms = xml.multistatus()
-    for h, deleted in changes:
-        member = live.get(h)
-        if deleted or member is None:
-            resp = xml.sub(ms, dav("response"))
-            xml.sub(resp, dav("href"), href(h))
-            xml.sub(resp, dav("status"), xml.status_line(404))
-        else:
-            ms.append(propfind.response_for(member, backend, "prop", names))
+    out = [multistatus.status_response(href(h), 404) if member is None
+           else propfind.response_for(member, backend, "prop", names)
+           for h, member in changes]
     if truncated:
         # RFC 6578 §3.6: tell the client there is more; it asks again with the new token.
-        resp = xml.sub(ms, dav("response"))
-        xml.sub(resp, dav("href"), href(node.href))
-        xml.sub(resp, dav("status"), xml.status_line(507))
-        xml.sub(xml.sub(resp, dav("error")), dav("number-of-matches-within-limits"))
-    xml.sub(ms, dav("sync-token"), new_token)
-    return DavResponse(207, [("Content-Type", "application/xml; charset=utf-8")], xml.to_bytes(ms))
+        out.append(multistatus.status_response(
+            href(node.href), 507, multistatus.empty(dav("number-of-matches-within-limits"))))
+    return DavResponse(207, [multistatus.CONTENT_TYPE], multistatus.document(
+        out, multistatus.text_element(dav("sync-token"), new_token)))

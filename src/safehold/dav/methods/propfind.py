@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from lxml import etree
-
-from safehold.dav import props, xml
+from safehold.dav import multistatus, props, xml
 from safehold.dav.backend import DavBackend, Node
 from safehold.dav.errors import DavError
 from safehold.dav.paths import href
@@ -42,34 +40,31 @@ def depth(req: DavRequest) -> int:
     raise DavError(400, f"invalid Depth header {value!r}")
 
 
-def response_for(node: Node, backend: DavBackend, mode: str, names: list[str]) -> etree._Element:
-    resp = xml.element(dav("response"))
-    xml.sub(resp, dav("href"), href(node.href))
-    found = xml.element(dav("prop"))
-    missing = xml.element(dav("prop"))
+def response_for(node: Node, backend: DavBackend, mode: str, names: list[str],
+                 extra: str = "") -> str:
+    """One serialized DAV:response; ``extra`` (an object-data element of a REPORT) is
+    added to the found properties."""
+    found: list[str] = []
+    missing: list[str] = []
     if mode == "propname":
-        for name in props.all_names(node, backend):
-            found.append(xml.element(name))
+        found = [multistatus.empty(name) for name in props.all_names(node, backend)]
     elif mode == "allprop":
         for name in list(props.LIVE) + [n for n in node.dead_props if n not in props.LIVE]:
             if name in props.LIVE and name in props.NOT_IN_ALLPROP:
                 continue
-            value = props.value(name, node, backend)
+            value = props.render(name, node, backend)
             if value is not None:
                 found.append(value)
     else:
         for name in names:
-            value = props.value(name, node, backend)
+            value = props.render(name, node, backend)
             if value is None:
-                missing.append(xml.element(name))
+                missing.append(multistatus.empty(name))
             else:
                 found.append(value)
-    for group, code in ((found, 200), (missing, 404)):
-        if len(group) or (code == 200 and not len(missing)):
-            ps = xml.sub(resp, dav("propstat"))
-            ps.append(group)
-            xml.sub(ps, dav("status"), xml.status_line(code))
-    return resp
+    if extra:
+        found.append(extra)
+    return multistatus.response(href(node.href), found, missing)
 
 
 def handle(req: DavRequest, backend: DavBackend) -> DavResponse:
@@ -78,9 +73,7 @@ def handle(req: DavRequest, backend: DavBackend) -> DavResponse:
     node = backend.get(req.path)
     if node is None:
         raise DavError(404, "not found")
-    ms = xml.multistatus()
-    ms.append(response_for(node, backend, mode, names))
+    out = [response_for(node, backend, mode, names)]
     if d == 1 and node.is_collection:
-        for child in backend.children(node):
-            ms.append(response_for(child, backend, mode, names))
-    return DavResponse(207, [("Content-Type", "application/xml; charset=utf-8")], xml.to_bytes(ms))
+        out += [response_for(child, backend, mode, names) for child in backend.children(node)]
+    return DavResponse(207, [multistatus.CONTENT_TYPE], multistatus.document(out))
