@@ -444,7 +444,7 @@ class Store:
         one snapshot (RFC 6578 §3.2 initial sync): nothing listed is newer than the
         token, so nothing listed is reported again by the next sync."""
         def q(c: Connection) -> tuple[int, list[Resource]]:
-            members = [_resource(r) for r in c.execute(
+            members = [_head(r) for r in c.execute(
                 sa.select(resource).where(resource.c.parent == path).order_by(resource.c.path))]
             return self._collection_seq(c, path), members
         return self._snapshot(q)
