@@ -19,6 +19,7 @@ from safehold.store import replication as rep
 from safehold.store.repo import Store
 
 log = logging.getLogger("safehold.backup")
+GATHER_SECONDS = 0.1  # async mode: how long a pass waits for more commits after a wake
 BATCH = 2000  # changes per segment at most
 MARK_EVERY = 200  # blobs uploaded per write that records them as shipped
 
@@ -44,6 +45,7 @@ class Shipper:
         self.snapshot_every = snapshot_every
         self.clock = clock
         self._wake = threading.Event()
+        self._urgent = threading.Event()  # a sync-mode write waits: ship without gathering
         self._stop = threading.Event()
         self._progress = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -228,8 +230,12 @@ class Shipper:
                     results = self.ship_all() if mine else {}
                 failed = any(isinstance(r, str) for r in results.values())
                 backoff = min(backoff * 2, 30.0) if failed else interval
-                self._wake.wait(backoff)
+                if self._wake.wait(backoff):
+                    # Woken by a commit: gather the burst it may start into one segment
+                    # (fewer objects, fewer bookkeeping commits competing with writers).
+                    self._urgent.wait(GATHER_SECONDS)
                 self._wake.clear()
+                self._urgent.clear()
         self._thread = threading.Thread(target=run, name="safehold-shipper", daemon=True)
         self._thread.start()
 
@@ -239,6 +245,7 @@ class Shipper:
     def wait_shipped(self, seq: int, timeout: float) -> bool:
         """Sync mode: block until every replica holds ``seq`` (or time out)."""
         deadline = time.monotonic() + timeout
+        self._urgent.set()
         self.nudge()
         with self._progress:
             while True:
