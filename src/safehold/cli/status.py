@@ -30,13 +30,20 @@ def status(as_json: bool, settings: Settings) -> None:
             click.echo(f"  - {m}")
         click.echo(f"last change: {st.facts['last_seq']} (lineage {st.facts['lineage']})")
         for r in st.facts["replicas"]:
-            click.echo(f"replica {r['url']}: holds seq {r['shipped_seq']}, "
-                       f"{r['lag_seconds']:.1f} s behind; {r['objects']} objects, "
-                       f"{r['bytes']} bytes")
             v = r["verify"]
-            click.echo(f"  verify pass: {v['progress'] * 100:.0f}% of the objects re-read "
-                       f"({v['checked']}/{v['objects']}); last full pass "
-                       f"{_when(v['last_full_pass'])}")
+            if v["pass_started"] is None and v["last_full_pass"] is None:
+                # No verify slice has listed the replica yet: its size is unknown, not 0.
+                click.echo(f"replica {r['url']}: holds seq {r['shipped_seq']}, "
+                           f"{r['lag_seconds']:.1f} s behind; size not measured yet")
+                click.echo("  verify pass: not started (the server runs one within the hour; "
+                           "`safehold backup verify` runs a full one now)")
+            else:
+                click.echo(f"replica {r['url']}: holds seq {r['shipped_seq']}, "
+                           f"{r['lag_seconds']:.1f} s behind; {r['objects']} objects, "
+                           f"{r['bytes']} bytes")
+                click.echo(f"  verify pass: {v['progress'] * 100:.0f}% of the objects re-read "
+                           f"({v['checked']}/{v['objects']}); last full pass "
+                           f"{_when(v['last_full_pass'])}")
             p = r.get("retention")
             if p:
                 click.echo(f"  retention: {'ok' if p['ok'] else 'FAILED'} at {_when(p['at'])}: "
