@@ -91,7 +91,17 @@ def utc(value: date | datetime) -> date | datetime:
 
 
 def library_starts(name: str, start: datetime, end: datetime) -> set[date | datetime]:
-    return {utc(c["DTSTART"].dt) for c in reference(name).between(start, end)}
+    """The library's instances in the window, plus those it leaves out although their
+    own DTSTART..DTEND overlaps it (RFC 4791 §9.9): recurring-ical-events 3.8 tests an
+    RDATE;VALUE=PERIOD instance against the master's duration, not the period's end
+    (rdate-periods.ics: 16:00–20:00 is missing from a window starting at 18:15)."""
+    found = {utc(c["DTSTART"].dt) for c in reference(name).between(start, end)}
+    for c in reference(name).between(start - timedelta(days=2), end):
+        begins, ends = utc(c["DTSTART"].dt), utc(c["DTEND"].dt) if "DTEND" in c else None
+        if isinstance(begins, datetime) and isinstance(ends, datetime) \
+                and begins < ends and begins < end and ends > start:
+            found.add(begins)
+    return found
 
 
 def expanded_starts(name: str, start: datetime, end: datetime) -> set[date | datetime]:
