@@ -62,6 +62,8 @@ def _login(page: Any, server: Server, user: str = "alice", shot: bool = False) -
     assert page.url.startswith(server.url + "/login")
     if shot:
         _shot(page, "login")
+    # autofocus lands a moment after "load" under load: type only once it has.
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'user'")
     page.keyboard.type(user)
     page.keyboard.press("Tab")
     page.keyboard.type(PASSWORD)
