@@ -22,7 +22,8 @@ import httpx
 
 BENCH = Path(__file__).resolve().parent
 VENVS = BENCH / ".venvs"
-WORK = BENCH / ".work"
+# SAFEHOLD_BENCH_WORK: another scratch folder, so that two runs at once do not share one.
+WORK = Path(os.environ.get("SAFEHOLD_BENCH_WORK") or BENCH / ".work")
 USER = "bench"
 PASSWORD = "bench-password-1234"
 SERVERS = ("safehold", "radicale", "xandikos")
