@@ -2,13 +2,27 @@
 under the shipper, replica size per change, and restore throughput from a folder and
 from an S3 server (rclone serve s3, from the test extra).
 
-    python bench/replication.py [--rate 200] [--seconds 30] [--writers 8] [--s3]
+    python bench/replication.py [--rate 200] [--seconds 30] [--writers 8] [--distinct 500]
+                                [--s3] [--compare-tree DIR]
 
-Starts a real server on 127.0.0.1 with a fresh data directory under bench/.work/,
-writes vCards at up to --rate PUT/s from --writers threads for --seconds, and samples
-`safehold status --json`-equivalent facts (the replica row and the change log) every
-200 ms: the lag of a change is the time from its commit until the replica row says it
-is shipped. Prints a markdown summary. Never part of the test suite."""
+Starts a real server on 127.0.0.1 with a fresh data directory under
+$SAFEHOLD_BENCH_WORK (or bench/.work)/replication/, writes vCards at up to --rate PUT/s
+from --writers threads for --seconds (each writer cycles over --distinct paths), and
+samples `safehold status --json`-equivalent facts (the replica row and the change log)
+every 200 ms: the lag of a change is the time from its commit until the replica row
+says it is shipped.
+
+Then restores with `safehold restore` (a subprocess, as an operator runs it) from:
+the replica the server shipped while writing ("live", in replica format 2), and two
+copies of the same data shipped in one go in this process, one in format 2 and one
+in format 1 (every body its own object, as safehold 0.1.0 wrote it); each from the
+folder and, with --s3, from rclone serve s3 holding the same objects. Per restore:
+wall time, items/s, body MB/s (bytes of the bodies restored / wall time) and replica
+MB/s (bytes of the objects read / wall time), once for the command (interpreter start,
+schema creation and all) and once for ``restore()`` alone in this process. With
+--compare-tree DIR, the format-1 copy is also restored by the safehold of another
+source tree (the command only; e.g. `git archive OLD src | tar -x -C DIR`). Prints
+JSON and a markdown table. Never part of the test suite."""
 
 from __future__ import annotations
 
@@ -16,6 +30,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -39,7 +54,8 @@ def card(t: int, i: int) -> bytes:
             f"EMAIL:w{t}.{i}@example.org\r\nTEL:+1 555 {i:07d}\r\nEND:VCARD\r\n").encode()
 
 
-def load(srv: Server, rate: float, seconds: float, writers: int) -> tuple[int, int]:
+def load(srv: Server, rate: float, seconds: float, writers: int, distinct: int
+         ) -> tuple[int, int]:
     stop = time.monotonic() + seconds
     ok = [0] * writers
     errors = [0] * writers
@@ -50,7 +66,8 @@ def load(srv: Server, rate: float, seconds: float, writers: int) -> tuple[int, i
         with httpx.Client(base_url=srv.url, auth=("alice", PASSWORD), timeout=30) as c:
             i = 0
             while time.monotonic() < stop:
-                r = c.put(f"/dav/addressbooks/alice/contacts/w{t}-{i % 500}.vcf", content=card(t, i))
+                r = c.put(f"/dav/addressbooks/alice/contacts/w{t}-{i % distinct}.vcf",
+                          content=card(t, i))
                 if r.status_code in (201, 204):
                     ok[t] += 1
                 else:
@@ -105,14 +122,75 @@ def du(path: Path) -> tuple[int, int]:
     return sum(f.stat().st_size for f in files), len(files)
 
 
-def restore_speed(url: str, kit: Path, into: Path, env: dict[str, str]) -> tuple[float, str]:
+def restore_speed(url: str, kit: Path, into: Path, env: dict[str, str]) -> dict[str, float]:
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "safehold", "restore", "--from", url, "--kit",
                            str(kit), "--into", str(into)], capture_output=True, text=True,
                           env={**os.environ, **env}, timeout=3600)
+    secs = time.monotonic() - started
     if proc.returncode != 0:
         raise RuntimeError(proc.stdout + proc.stderr)
-    return time.monotonic() - started, proc.stdout.strip()
+    # (an older safehold, --compare-tree, does not say what it read)
+    m = re.search(r"\((\d+) changes, (\d+) items, (\d+) bodies, (\d+) bytes(?:; read (\d+) "
+                  r"objects, (\d+) bytes)?", proc.stdout)
+    if m is None:
+        raise RuntimeError(f"unexpected restore output: {proc.stdout}")
+    changes, items, bodies, body_bytes, objects, read = (int(g or 0) for g in m.groups())
+    return {"seconds": round(secs, 2), "changes": changes, "items": items, "bodies": bodies,
+            "body_bytes": body_bytes, "objects_read": objects, "bytes_read": read,
+            "items_per_s": round(items / secs, 1), "changes_per_s": round(changes / secs, 1),
+            "body_mb_per_s": round(body_bytes / secs / 1e6, 3),
+            "replica_mb_per_s": round(read / secs / 1e6, 3)}
+
+
+def restore_inproc(url: str, kit: Path, into: Path, env: dict[str, str]) -> dict[str, float]:
+    """The restore alone, in this process (no interpreter start, no schema creation):
+    wall time of ``restore()`` into a new SQLite database."""
+    from safehold.backup.crypto import read_kit
+    from safehold.backup.replica_client import open_replica
+    from safehold.backup.restore import restore
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the S3 client reads its credentials there
+    into.mkdir(parents=True)
+    engine = engine_mod.create(f"sqlite:///{into / 'safehold.db'}")
+    try:
+        engine_mod.ensure_schema(engine)
+        key, _ = read_kit(kit)
+        started = time.monotonic()
+        report = restore(open_replica(url), key, Store(engine, into / "tmp"))
+        secs = time.monotonic() - started
+    finally:
+        engine.dispose()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return {"inproc_seconds": round(secs, 2),
+            "inproc_items_per_s": round(report.items / secs, 1),
+            "inproc_body_mb_per_s": round(report.bytes / secs / 1e6, 3),
+            "inproc_replica_mb_per_s": round(report.read_bytes / secs / 1e6, 3)}
+
+
+def ship_copy(store: Store, key_file: Path, target: Path, fmt: int) -> None:
+    """Ship the whole store in one go to a new folder replica, in replica format
+    ``fmt`` (1: every body its own object, as safehold 0.1.0 wrote it)."""
+    import base64
+
+    from safehold.backup import manifest, segment
+    from safehold.backup.crypto import Key
+    from safehold.backup.replica_client import open_replica
+    from safehold.backup.shipper import Shipper
+    key = Key(base64.b64decode(key_file.read_text()))
+    saved = segment.FORMAT, segment.INLINE_MAX, manifest.FORMAT
+    if fmt == 1:
+        segment.FORMAT, segment.INLINE_MAX, manifest.FORMAT = 1, -1, 1
+    try:
+        out = Shipper(store, key, [open_replica(f"file://{target}")], store.lineage()).ship_all()
+    finally:
+        segment.FORMAT, segment.INLINE_MAX, manifest.FORMAT = saved
+    if any(isinstance(r, str) for r in out.values()):
+        raise RuntimeError(f"shipping the format-{fmt} copy failed: {out}")
 
 
 def main() -> None:
@@ -120,9 +198,13 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=200.0)
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--writers", type=int, default=8)
+    ap.add_argument("--distinct", type=int, default=500, help="paths per writer")
     ap.add_argument("--s3", action="store_true", help="also restore from rclone serve s3")
+    ap.add_argument("--compare-tree", type=Path,
+                    help="also restore the format-1 copy with the safehold in this source "
+                         "tree (e.g. `git archive OLD src | tar -x -C DIR`)")
     args = ap.parse_args()
-    work = ROOT / "bench" / ".work" / "replication"
+    work = Path(os.environ.get("SAFEHOLD_BENCH_WORK") or ROOT / "bench" / ".work") / "replication"
     shutil.rmtree(work, ignore_errors=True)
     data = work / "data"
     add_user(data, "alice")
@@ -140,7 +222,7 @@ def main() -> None:
     first_seq = store.last_seq()
     sampler.start()
     started = time.monotonic()
-    ok, errors = load(srv, args.rate, args.seconds, args.writers)
+    ok, errors = load(srv, args.rate, args.seconds, args.writers, args.distinct)
     elapsed = time.monotonic() - started
     deadline = time.monotonic() + 120
     while rep.replica_rows(store)[0]["shipped_seq"] < store.last_seq() and time.monotonic() < deadline:
@@ -155,11 +237,7 @@ def main() -> None:
     wal_end = samples[-1][3]
     rep_bytes, rep_objects = du(replica_dir)
     seg_bytes, seg_count = du(replica_dir / "segments")
-
-    restored = work / "restored-file"
-    secs, out = restore_speed(url, kit, restored, {})
-    db_bytes = (restored / "safehold.db").stat().st_size
-    results = {
+    results: dict[str, object] = {
         "machine": f"{os.cpu_count()} CPUs, {platform.platform()}, load {load_avg:.1f} at start",
         "rate_target": args.rate, "writers": args.writers, "seconds": round(elapsed, 1),
         "writes_ok": ok, "errors": errors, "writes_per_s": round(ok / elapsed, 1),
@@ -170,27 +248,58 @@ def main() -> None:
         "segments": seg_count, "segment_bytes": seg_bytes,
         "replica_bytes_per_change": round(rep_bytes / max(changes, 1)),
         "segment_bytes_per_change": round(seg_bytes / max(changes, 1)),
-        "restore_file_s": round(secs, 2),
-        "restore_file_mb_s": round(rep_bytes / secs / 1e6, 2),
-        "restore_file_changes_s": round(store.last_seq() / secs),
-        "restored_db_bytes": db_bytes, "restore_output": out,
     }
+    store.engine.dispose()
+    store = Store(engine_mod.create(srv.database_url), data / "tmp")
+    replicas = {"live": replica_dir}
+    for fmt in (2, 1):
+        replicas[f"format{fmt}"] = work / f"offsite-format{fmt}"
+        ship_copy(store, data / "backup.key", replicas[f"format{fmt}"], fmt)
+    restores: dict[str, dict[str, float]] = {}
+    s3 = None
     if args.s3:
         from tests.support.s3 import S3Server
-        s3 = S3Server().start()
-        try:
-            s3url = s3.url("bench")
-            target = s3.bucket_dir / "bench"
-            shutil.copytree(replica_dir, target)  # the same objects, served over S3
-            secs, _ = restore_speed(s3url, kit, work / "restored-s3", s3.env())
-            results.update(restore_s3_s=round(secs, 2),
-                           restore_s3_mb_s=round(rep_bytes / secs / 1e6, 2),
-                           restore_s3_changes_s=round(store.last_seq() / secs))
-        finally:
+        s3 = S3Server()
+        for name, folder in replicas.items():
+            # The same objects, served over S3; copied before rclone starts, which
+            # caches its listings.
+            shutil.copytree(folder, s3.bucket_dir / name)
+        s3.start()
+    try:
+        for name, folder in replicas.items():
+            size, count = du(folder)
+            sources = [("folder", f"file://{folder}", {})]
+            if s3 is not None:
+                sources.append(("s3", s3.url(name), s3.env()))
+            for where, src, env in sources:
+                r = restore_speed(src, kit, work / f"restored-{name}-{where}", env)
+                r.update(restore_inproc(src, kit, work / f"inproc-{name}-{where}", env))
+                r.update(replica_bytes=size, replica_objects=count,
+                         load=round(os.getloadavg()[0], 2))
+                restores[f"{name} from {where}"] = r
+                if args.compare_tree and name == "format1":
+                    # The same replica, restored by another safehold source tree.
+                    old = restore_speed(src, kit, work / f"restored-{name}-{where}-old",
+                                        {**env, "PYTHONPATH": str(args.compare_tree / "src")})
+                    old.update(replica_bytes=size, replica_objects=count,
+                               load=round(os.getloadavg()[0], 2))
+                    restores[f"{name} from {where}, {args.compare_tree}"] = old
+    finally:
+        if s3 is not None:
             s3.stop()
+    results["restores"] = restores
     store.engine.dispose()
     (work / "results.json").write_text(json.dumps(results, indent=1))
     print(json.dumps(results, indent=1))
+    print("\n| restore | replica | `safehold restore` s | items/s | body MB/s | replica MB/s "
+          "| restore() s | items/s | body MB/s | replica MB/s | load |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, r in restores.items():
+        print(f"| {name} | {r['replica_objects']} objects, {r['replica_bytes'] / 1e6:.2f} MB "
+              f"| {r['seconds']} | {r['items_per_s']} | {r['body_mb_per_s']} "
+              f"| {r['replica_mb_per_s']} | {r.get('inproc_seconds', '')} "
+              f"| {r.get('inproc_items_per_s', '')} | {r.get('inproc_body_mb_per_s', '')} "
+              f"| {r.get('inproc_replica_mb_per_s', '')} | {r['load']} |")
 
 
 if __name__ == "__main__":

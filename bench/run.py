@@ -42,10 +42,13 @@ LABELS = {
     "calendar_query": "calendar-query, one month",
     "get_random": "GET random item",
     "delete": "DELETE 1% of events",
-    "import_ics": "import of one 5,000-event .ics (single PUT)",
+    "import_ics": "import of one 5,000-event .ics (safehold: CLI; peers: one PUT)",
     "import_probe": "another client's GET during that import: slowest (p99, GETs)",
+    "import_probe_put": "another client's PUT during that import: slowest (p99, PUTs)",
 }
 
+
+PROBES = ("import_probe", "import_probe_put")
 
 # Workloads whose cost grows with the calendar: not comparable when the calendars differ in size.
 COLLECTION_WIDE = {"propfind", "sync_initial", "calendar_query"}
@@ -174,6 +177,8 @@ def run_step(n: int, run: ServerRun, server: servers.Server, bench: Bench, index
     res = bench.results[-1]
     res.key = step.__name__
     res.load = load
+    res.notes.append(f"server RSS after it {server.peak_rss_kib('VmRSS') / 1024:,.0f} MiB "
+                     f"(peak so far {server.peak_rss_kib() / 1024:,.0f} MiB)")
     print(f"bench: N={n} {run.name}: {res.name}: {res.rate:,.1f} ops/s, p50 "
           f"{res.percentile(50) * 1000:.2f} ms, p99 {res.percentile(99) * 1000:.2f} ms, "
           f"{res.errors} errors, {res.status} ({time.perf_counter() - t0:.1f} s, load {load:.1f})",
@@ -236,7 +241,7 @@ def cell(res: Result | None) -> str:
         return "—"
     if res.status == "n/a":
         return "n/a"
-    if res.key == "import_probe":  # how long the import kept another client waiting
+    if res.key in PROBES:  # how long the import kept another client waiting
         if not res.latencies:
             return "—"
         return f"{fmt_ms(max(res.latencies))} ms ({fmt_ms(res.percentile(99))} ms, {res.count})"
@@ -256,7 +261,7 @@ def ratio(mine: Result | None, peers: list[Result]) -> str:
     usable = [p for p in peers if p.status not in ("n/a",) and p.count]
     if mine is None or mine.status == "n/a" or not mine.count:
         return "n/a"
-    if mine.key == "import_probe":  # latency: the better peer's worst ÷ safehold's worst
+    if mine.key in PROBES:  # latency: the better peer's worst ÷ safehold's worst
         worst = [max(p.latencies) for p in usable if p.latencies]
         return f"{min(worst) / max(mine.latencies):,.2f}×" if worst and mine.latencies else "n/a"
     if not usable:
@@ -325,13 +330,23 @@ def render(runs: dict[int, list[ServerRun]], started: datetime, command: str, ti
         "calendar-multiget for getetag + calendar-data of 100 random events; calendar-query for getetag "
         "of VEVENTs overlapping March 2026. Collection-wide requests are repeated (count in the details).",
         "- GET picks random events and vCards; DELETE removes 1% of the events.",
-        "- Import: MKCALENDAR a new calendar, then one PUT of a 5,000-event .ics onto the collection "
-        "URL (Radicale's way of uploading a whole calendar). Where the server does not allow it the cell "
-        "is n/a; the details say what it answered, and what it answers to the same file PUT as one object. "
-        "The cell gives the time of that one request and events/s. While it runs (and the PUT as one "
-        "object after it), a second client on its own connection GETs one vCard every 10 ms; the next "
-        "row gives its slowest answer, its p99 and the number of GETs (same account: Xandikos has "
-        "none), and in the last column the better peer's slowest ÷ safehold's.",
+        "- When a PUT workload reaches the time limit (N = 100,000), the rest of the N items is "
+        "stored unmeasured, so that the later workloads see the whole collections: for safehold by "
+        "2 `safehold import` processes at once (a .vcf / .ics of the same bytes, stored under the "
+        "same names), for a peer by 4 concurrent PUT clients for at most another time limit. The "
+        "details give the time and rate, and how many items a peer got.",
+        "- Import: MKCALENDAR a new calendar, then import a 5,000-event .ics into it. safehold: "
+        "`safehold import USER FILE --into CALENDAR` (a second process on the same database while "
+        "the server runs; it writes in batches of 20 items per transaction); the cell is the "
+        "command's wall time including its process start, and events/s. The peers have no import "
+        "command: one PUT of the file onto the collection URL (Radicale's way of uploading a whole "
+        "calendar); where the server does not allow it the cell is n/a and the details say what it "
+        "answered, and what it answers to the same file PUT as one object. While the import runs, "
+        "two more clients, each on a connection of its own, send one request every 10 ms after the "
+        "previous answer: one GETs a vCard, the other PUTs (rewrites) a vCard of its own — a PUT "
+        "waits for the database's single writer. The next two rows give their slowest answer, p99 "
+        "and count (same account: Xandikos has no other), and in the last column the better peer's "
+        "slowest ÷ safehold's.",
         "- Peak RSS is `VmHWM` from `/proc/PID/status` of the server process, read just before the "
         "import workload and again at the end; disk is the allocated size of its data directory (like "
         "`du`) just before the import, i.e. N vCards + N events after the updates and deletes.",

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import venv
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,19 +50,22 @@ class Server:
     process: subprocess.Popen[bytes]
     log_path: Path
     setup_notes: list[str] = field(default_factory=list)
+    # The server's own import command, if it has one: (.ics file, collection URL path) -> argv.
+    import_command: Callable[[Path, str], list[str]] | None = None
 
     # -- measurements -------------------------------------------------------------
     def server_pids(self) -> list[int]:
         """The launched process and its descendants (the actual server may be a child)."""
         return [self.process.pid, *_descendants(self.process.pid)]
 
-    def peak_rss_kib(self) -> int:
-        """VmHWM (peak resident set) of the process that serves, summed over any children."""
+    def peak_rss_kib(self, field: str = "VmHWM") -> int:
+        """VmHWM (peak resident set; or another /proc status field such as VmRSS) of the
+        process that serves, summed over any children."""
         total = 0
         for pid in self.server_pids():
             try:
                 for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmHWM:"):
+                    if line.startswith(field + ":"):
                         total += int(line.split()[1])
             except OSError:
                 continue
@@ -239,9 +243,14 @@ def _start_safehold(root: Path) -> Server:
     auth = (USER, PASSWORD)
     _wait_ready(f"{base}/dav/calendars/{USER}/personal/", proc, log_path, auth)
     version = f"{package_version(sys.executable, 'safehold')} ({git_revision()})"
+
+    def import_command(ics: Path, into: str) -> list[str]:
+        return [sys.executable, "-m", "safehold", "import", USER, str(ics), "--into", into, "--json",
+                "--data-dir", str(data)]
     return Server("safehold", version, base, data,
                   Collections(f"/dav/calendars/{USER}/personal/", f"/dav/addressbooks/{USER}/contacts/",
-                              f"/dav/calendars/{USER}/"), auth, proc, log_path, notes)
+                              f"/dav/calendars/{USER}/"), auth, proc, log_path, notes,
+                  import_command=import_command)
 
 
 def _start_radicale(root: Path) -> Server:

@@ -9,8 +9,10 @@ its rate is then the partial one.
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import subprocess
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -25,6 +27,8 @@ from servers import Server, mkcalendar
 DAV = "{DAV:}"
 CAL = "{urn:ietf:params:xml:ns:caldav}"
 IMPORT_EVENTS = 5000
+FILL_IMPORTS = 2  # concurrent import processes that store the rest of N (servers with an import command)
+FILL_CLIENTS = 4  # concurrent PUT clients that store the rest of N after a PUT workload's time limit
 
 
 @dataclass
@@ -160,7 +164,12 @@ class Bench:
                 return None
             return f"status {r.status_code} {r.text[:200]!r}"
 
-        self.measure(f"PUT vCard (N={self.n})", self.n, make, check)
+        res = self.measure(f"PUT vCard (N={self.n})", self.n, make, check)
+        if res.status == "timeout":
+            self.fill(res, make, check, lambda i: self.cards_ok.append(hrefs[i]), book,
+                      lambda rest: b"".join(data.vcard(i) for i in rest), ".vcf")
+        if len(self.cards_ok) < self.n:
+            res.notes.append(f"{len(self.cards_ok)} of {self.n} vCards stored; later workloads use those")
 
     def put_events(self) -> None:
         cal = self.server.collections.calendar
@@ -177,27 +186,84 @@ class Bench:
                 return None
             return f"status {r.status_code} {r.text[:200]!r}"
 
+        def stored(i: int) -> None:
+            self.events_ok.append(hrefs[i])
+            self.by_href[hrefs[i]] = self.events[i]
+
         res = self.measure(f"PUT event, 10% recurring (N={self.n})", self.n, make, check)
         if res.status == "timeout":
-            self.fill(res, make, check)
+            self.fill(res, make, check, stored, cal,
+                      lambda rest: data.calendar([self.events[i] for i in rest]), ".ics")
         if len(self.events_ok) < self.n:
             res.notes.append(f"{len(self.events_ok)} of {self.n} events stored; later workloads use those")
 
-    def fill(self, res: Result, make: Callable[[int], Request], check: Check) -> None:
-        """After a timeout, store the rest of the events unmeasured (for at most another time
-        limit), so that the later workloads see the same calendar on every server."""
-        start = done = res.count
+    def fill(self, res: Result, make: Callable[[int], Request], check: Check,
+             stored: Callable[[int], None], collection: str,
+             file_of: Callable[[range], bytes], suffix: str) -> None:
+        """After a timeout, store the rest of the N items unmeasured, so that the later
+        workloads see the same collections on every server: through the server's own
+        import command where it has one (safehold: `safehold import` of one .vcf/.ics with
+        the same bytes under the same names, while the server runs), else with FILL_CLIENTS
+        concurrent PUT clients for at most another time limit."""
+        rest = range(res.count, self.n)
         begin = time.perf_counter()
-        with self.client() as client:
-            while done < self.n and time.perf_counter() - begin <= self.time_limit:
-                method, url, headers, body = make(done)
-                try:
-                    check(done, client.request(method, url, headers=headers, content=body))
-                except httpx.TransportError:
-                    break
-                done += 1
-        res.notes.append(f"then sent events {start + 1}..{done} unmeasured in "
-                         f"{time.perf_counter() - begin:.0f} s for the later workloads")
+        if self.server.import_command is not None:
+            # FILL_IMPORTS processes at once, each on a contiguous share of the rest: parsing
+            # is most of an import's time, and it runs outside the write transactions.
+            shares = [rest[k::FILL_IMPORTS] for k in range(FILL_IMPORTS)]
+            procs = []
+            for k, share in enumerate(shares):
+                path = self.server.data_dir.parent / f"fill-{k}{suffix}"
+                path.write_bytes(file_of(share))
+                procs.append((path, subprocess.Popen(self.server.import_command(path, collection),
+                                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)))
+            created = 0
+            for path, proc in procs:
+                out, err = proc.communicate()
+                path.unlink()
+                if proc.returncode != 0:
+                    res.error(f"fill import: {err.decode(errors='replace')[-300:]}")
+                    continue
+                items = json.loads(out)["items"]
+                created += items["created"]
+                if items["created"] != len(shares[procs.index((path, proc))]):
+                    res.error(f"fill import: {items}")
+            if created != len(rest):
+                return
+            for i in rest:
+                stored(i)
+            seconds = time.perf_counter() - begin
+            res.notes.append(f"then imported items {rest.start + 1}..{rest.stop} unmeasured with "
+                             f"{FILL_IMPORTS} `safehold import` processes at once in {seconds:.0f} s "
+                             f"({len(rest) / seconds:,.0f} items/s) for the later workloads")
+            return
+        todo = iter(rest)
+        lock = threading.Lock()
+        done = [0]
+
+        def worker() -> None:
+            with self.client() as client:
+                while time.perf_counter() - begin <= self.time_limit:
+                    with lock:
+                        i = next(todo, None)
+                    if i is None:
+                        return
+                    method, url, headers, body = make(i)
+                    try:
+                        r = client.request(method, url, headers=headers, content=body)
+                    except httpx.TransportError:
+                        return
+                    with lock:
+                        check(i, r)
+                        done[0] += 1
+        threads = [threading.Thread(target=worker) for _ in range(FILL_CLIENTS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        res.notes.append(f"then sent {done[0]} of the remaining {len(rest)} items unmeasured with "
+                         f"{FILL_CLIENTS} concurrent clients in {time.perf_counter() - begin:.0f} s "
+                         "for the later workloads")
 
     def propfind(self) -> None:
         body = (b'<?xml version="1.0" encoding="utf-8"?><D:propfind xmlns:D="DAV:"><D:prop>'
@@ -364,13 +430,73 @@ class Bench:
         self.measure(f"DELETE 1% ({len(chosen)})", len(chosen), make, check)
 
     def import_ics(self) -> None:
-        """One PUT of a 5,000-event .ics onto a new calendar collection (Radicale's import)."""
-        name = f"import .ics of {IMPORT_EVENTS} events, one PUT"
+        """Import a 5,000-event .ics into a new calendar: with the server's own import
+        command where it has one (safehold: `safehold import`, a separate process on the
+        same database while the server runs), else one PUT onto the collection
+        (Radicale's import). Meanwhile another client GETs one item and another PUTs one
+        vCard again and again, each on a connection of its own: how long the import makes
+        others wait (a PUT also waits for the database's one writer)."""
         home = self.server.collections.calendar_home
         path = f"{home}bench-import/"
         body = data.calendar(data.events(IMPORT_EVENTS, prefix="imp"))
         with self.client() as client:
             made = mkcalendar(client, path, "Import")
+        load = os.getloadavg()[0]
+        probes = [Result("GET by another client during the import", key="import_probe",
+                         events=len(self.events_ok), load=load),
+                  Result("PUT by another client during the import", key="import_probe_put",
+                         events=len(self.events_ok), load=load)]
+        stop = threading.Event()
+        threads = [threading.Thread(target=self._probe, args=(probes[0], stop, False), daemon=True),
+                   threading.Thread(target=self._probe, args=(probes[1], stop, True), daemon=True)]
+        for t in threads:
+            t.start()
+        try:
+            if self.server.import_command is not None:
+                self._import_cli(path, body, made)
+            else:
+                self._import_put(path, body, made)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+            # Before the import's own result: run_step labels the last result with the step.
+            for probe in probes:
+                self.results.insert(len(self.results) - 1, probe)
+
+    def _import_cli(self, path: str, body: bytes, made: int) -> None:
+        res = Result(f"import .ics of {IMPORT_EVENTS} events, CLI", events=len(self.events_ok))
+        assert self.server.import_command is not None
+        ics = self.server.data_dir.parent / "import.ics"
+        ics.write_bytes(body)
+        cmd = self.server.import_command(ics, path)
+        t0 = time.perf_counter()
+        try:
+            proc = subprocess.run(cmd, capture_output=True, timeout=max(self.time_limit, 600.0))
+        except subprocess.TimeoutExpired:
+            res.wall = time.perf_counter() - t0
+            res.status = "timeout"
+            res.notes.append(f"`{' '.join(cmd[2:4])}` still running after {res.wall:.0f} s")
+            self.results.append(res)
+            return
+        res.wall = time.perf_counter() - t0
+        res.latencies.append(res.wall)
+        res.count = 1
+        progress = [line for line in proc.stderr.decode(errors="replace").splitlines() if line.strip()]
+        res.notes.append(f"{len(body) // 1024} KiB; MKCALENDAR -> {made}; `safehold import USER FILE "
+                         f"--into {path}` exited {proc.returncode} after {res.wall:.1f} s (process "
+                         f"start included); progress lines: {len(progress)}, last {progress[-1:]}")
+        if proc.returncode != 0:
+            res.status = "failed"
+            res.error(proc.stderr.decode(errors="replace")[-300:])
+        else:
+            report = json.loads(proc.stdout)
+            if report["items"]["created"] != IMPORT_EVENTS:
+                res.error(f"import report: {report['items']}")
+            self._check_imported(res, path)
+        self.results.append(res)
+
+    def _import_put(self, path: str, body: bytes, made: int) -> None:
         outcome: dict[str, int] = {}
 
         def make(i: int) -> Request:
@@ -380,34 +506,16 @@ class Bench:
             outcome["status"] = r.status_code
             return None
 
-        # One request cannot be cut short: the time limit is its client timeout. Meanwhile
-        # another client GETs one item again and again: how long the import blocks others.
-        probe = Result("GET by another client during the import", key="import_probe",
-                       events=len(self.events_ok), load=os.getloadavg()[0])
-        stop = threading.Event()
-        prober = threading.Thread(target=self._probe, args=(probe, stop), daemon=True)
-        prober.start()
-        try:
-            res = self.measure(name, 1, make, check, timeout=self.time_limit)
-            self._after_import(res, path, body, made, outcome.get("status"))
-        finally:
-            stop.set()
-            prober.join()
-            # Before the import's own result: run_step labels the last result with the step.
-            self.results.insert(len(self.results) - 1, probe)
-
-    def _after_import(self, res: Result, path: str, body: bytes, made: int,
-                      status: int | None) -> None:
+        # One request cannot be cut short: the time limit is its client timeout.
+        res = self.measure(f"import .ics of {IMPORT_EVENTS} events, one PUT", 1, make, check,
+                           timeout=self.time_limit)
+        status = outcome.get("status")
         res.notes.append(f"{len(body) // 1024} KiB; MKCALENDAR -> {made}; PUT on the collection -> "
                          + (str(status) if status else f"no answer within {self.time_limit:g} s"))
         if res.status != "ok":
             return
         if status is not None and 200 <= status < 300:
-            with self.client() as client:
-                r = client.request("PROPFIND", path, headers={"Depth": "1"})
-            got = len(_responses(r.content)) if r.status_code == 207 else -1
-            if got != IMPORT_EVENTS + 1:
-                res.error(f"after import PROPFIND lists {got} responses, expected {IMPORT_EVENTS + 1}")
+            self._check_imported(res, path)
             return
         res.status = "n/a"
         res.errors = 0
@@ -418,23 +526,41 @@ class Bench:
                            headers={"Content-Type": "text/calendar; charset=utf-8"})
         res.notes.append(f"PUT as one object -> {r.status_code}")
 
-    def _probe(self, res: Result, stop: threading.Event) -> None:
-        """GET one stored item over a connection of its own until ``stop`` (any answer
-        counts; only its latency is recorded)."""
+    def _check_imported(self, res: Result, path: str) -> None:
+        with self.client() as client:
+            r = client.request("PROPFIND", path, headers={"Depth": "1"})
+        got = len(_responses(r.content)) if r.status_code == 207 else -1
+        if got != IMPORT_EVENTS + 1:
+            res.error(f"after import PROPFIND lists {got} responses, expected {IMPORT_EVENTS + 1}")
+
+    def _probe(self, res: Result, stop: threading.Event, write: bool) -> None:
+        """GET one stored item (``write``: PUT one vCard) over a connection of its own until
+        ``stop``. Any answer counts for the latency; a failed PUT is an error."""
+        book = self.server.collections.addressbook
         target = (self.cards_ok or self.events_ok or [self.server.collections.calendar])[0]
+        if write:
+            target = f"{book}{data.card_uid(10_000_000)}.vcf"  # a card of its own, never listed
         begin = time.perf_counter()
         with self.client(timeout=self.time_limit) as client:
             while not stop.is_set():
                 t0 = time.perf_counter()
                 try:
-                    client.get(target)
+                    if write:
+                        card = data.vcard(10_000_000).replace(b"FN:Person", b"FN:Probe %d" % res.count)
+                        r = client.put(target, content=card,
+                                       headers={"Content-Type": "text/vcard; charset=utf-8"})
+                        if r.status_code not in (200, 201, 204):
+                            res.error(f"PUT {target}: status {r.status_code}")
+                    else:
+                        client.get(target)
                 except httpx.TransportError as exc:
-                    res.error(f"GET {target}: {type(exc).__name__}")
+                    res.error(f"{'PUT' if write else 'GET'} {target}: {type(exc).__name__}")
                 res.latencies.append(time.perf_counter() - t0)
                 res.count += 1
                 time.sleep(0.01)
         res.wall = time.perf_counter() - begin
-        res.notes.append(f"{res.count} GETs of {target}, one every 10 ms after the previous answer")
+        res.notes.append(f"{res.count} {'PUTs' if write else 'GETs'} of {target}, one every 10 ms "
+                         "after the previous answer")
 
 
 def _responses(body: bytes) -> list[ET.Element]:

@@ -1,3 +1,4 @@
 from safehold.cli.main import main
 
-main()
+if __name__ == "__main__":  # not when a drill's child process (spawn) imports it
+    main()

@@ -138,6 +138,12 @@ def test_replica_holds_no_plaintext(replicated: Server) -> None:
 
 def test_verify_and_drill_name_damaged_objects(replicated: Server) -> None:
     _load(replicated, ["alice"], 30)
+    _wait_shipped(replicated)
+    with replicated.client("alice") as c:
+        for i in range(3):  # one shipped round each: at least four segments to damage
+            assert c.put(f"{BOOK.format(u='alice')}/extra-{i}.vcf",
+                         content=card("alice", 100 + i)).status_code == 201
+            _wait_shipped(replicated)
     env = replicated.env
     cli(replicated.data_dir, "backup", "now", env=env)
     replica = replicated.data_dir / "replica"

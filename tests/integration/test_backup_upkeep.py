@@ -45,7 +45,9 @@ def setup(tmp_path: Path) -> Iterator[tuple[Server, str, Path]]:
 
 def _rounds(srv: Server, rounds: int, per: int = 8) -> dict[str, bytes]:
     """Write, then take a snapshot with `backup now`, ``rounds`` times; later rounds
-    overwrite earlier items, so old bodies become unreferenced by newer snapshots."""
+    overwrite earlier items, so old bodies become unreferenced by newer snapshots.
+    Each round also rewrites a file too large to travel inside a segment (replica
+    format 2), so that old blob objects exist too."""
     written: dict[str, bytes] = {}
     with srv.client() as c:
         for r in range(rounds):
@@ -53,6 +55,9 @@ def _rounds(srv: Server, rounds: int, per: int = 8) -> dict[str, bytes]:
                 path = f"{BOOK}/{i}.vcf"
                 assert c.put(path, content=card(i, r)).status_code in (201, 204)
                 written[path] = card(i, r)
+            big = f"round {r} ".encode() * (100_000 // 8)
+            assert c.put("/dav/files/alice/big.bin", content=big).status_code in (201, 204)
+            written["/dav/files/alice/big.bin"] = big
             cli(srv.data_dir, "backup", "now")
     return written
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -366,6 +367,67 @@ def test_plain_ics_and_vcf_import(exported: Exported, tmp_path: Path) -> None:
     again = run_import(target, "dave", str(tmp_path / "contacts.vcf"))
     assert again["items"] == {"created": 0, "identical": len(cards), "skipped-conflict": 0, "invalid": 0}
     assert last_seq(target) == seq
+
+
+def _event(uid: str, day: int, summary: str = "Imported") -> str:
+    return (f"BEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20261101T000000Z\r\n"
+            f"DTSTART:202611{day:02d}T100000Z\r\nDTEND:202611{day:02d}T110000Z\r\n"
+            f"SUMMARY:{summary}\r\nEND:VEVENT\r\n")
+
+
+def test_a_large_ics_goes_in_batches_and_a_conflict_in_one_batch_spares_the_others(
+        exported: Exported, tmp_path: Path) -> None:
+    """Several write batches (cli/importer.BATCH_ITEMS): an existing UID under another
+    name, an identical item and a name taken by other bytes, in the middle of batches,
+    are reported one by one; every other event is created with its own change, and
+    another user's PUTs go on while the import runs."""
+    from safehold.cli.importer import BATCH_ITEMS
+    target = _with_user(exported.server, "gina")
+    count = max(3 * BATCH_ITEMS + 7, 70)  # the conflicts below are events 60-62
+    events = [_event(f"bulk-{i:04d}", 1 + i % 28) for i in range(count)]
+    wrap = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//safehold tests//EN\r\n{}END:VCALENDAR\r\n"
+    base = "/dav/calendars/gina/personal/"
+    with target.client("gina") as c:
+        # the UID of event 60 under another name; event 61 exactly; event 62's name, other bytes
+        _ok(c.put(f"{base}elsewhere.ics", content=wrap.format(events[60]).encode()), 201)
+        _ok(c.put(f"{base}bulk-0061.ics", content=wrap.format(events[61]).encode()), 201)
+        _ok(c.put(f"{base}bulk-0062.ics",
+                  content=wrap.format(_event("bulk-0062", 3, "Mine")).encode()), 201)
+    ics = tmp_path / "bulk.ics"
+    ics.write_text(wrap.format("".join(events)), newline="")
+    other = _with_user(target, "hank")
+    seq = last_seq(target)
+    done = threading.Event()
+    statuses: list[int] = []
+
+    def writes_of_another_user() -> None:
+        with other.client("hank") as c:
+            while not done.is_set() or not statuses:
+                vcard = f"BEGIN:VCARD\r\nVERSION:3.0\r\nUID:h{len(statuses)}\r\nFN:H\r\nEND:VCARD\r\n"
+                statuses.append(c.put(f"/dav/addressbooks/hank/contacts/h{len(statuses)}.vcf",
+                                      content=vcard.encode()).status_code)
+    writer = threading.Thread(target=writes_of_another_user)
+    writer.start()
+    try:
+        report = run_import(target, "gina", str(ics))
+    finally:
+        done.set()
+        writer.join()
+    assert statuses and set(statuses) == {201}
+    assert report["items"] == {"created": count - 3, "identical": 1, "skipped-conflict": 2, "invalid": 0}
+    problems = {p["what"]: (p["outcome"], p["reason"]) for p in report["problems"]}  # type: ignore[union-attr]
+    assert problems[f"{base}bulk-0060.ics"][0] == "skipped-conflict"
+    assert "elsewhere.ics" in problems[f"{base}bulk-0060.ics"][1]
+    assert problems[f"{base}bulk-0062.ics"][0] == "skipped-conflict"
+    # one change (one sync-token step) per created item, plus hank's
+    assert last_seq(target) == seq + count - 3 + len(statuses)
+    with target.client("gina") as c:
+        last = count - 1
+        r = c.get(f"{base}bulk-{last:04d}.ics")
+        _ok(r, 200)
+        assert r.content == wrap.format(events[last]).encode()
+        assert b"Mine" in c.get(f"{base}bulk-0062.ics").content  # kept, not overwritten
+        _ok(c.get(f"{base}bulk-0060.ics"), 404)
 
 
 def test_conflicts_and_damage_are_reported_and_nothing_is_overwritten(exported: Exported,

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from safehold.core import users
-from safehold.core.model import Actor
+from safehold.core.model import Actor, ItemIndex
 from safehold.errors import AlreadyExists, Conflict, NotFound, PreconditionFailed, UserExists
 from safehold.store import blobs
 from safehold.store import engine as engine_mod
@@ -186,6 +186,42 @@ def test_concurrent_writers_get_distinct_seqs(store: Store) -> None:
     assert len([r for r in store.children("files/alice") if r.path.startswith("files/alice/w")]) == 80
 
 
+def test_writes_queued_behind_the_lock_commit_together_and_fail_alone(store: Store) -> None:
+    """Group commit (Store._write): writers that queue while the write lock is held run
+    in one transaction; one whose precondition fails is rolled back alone and gets its
+    own error, the others commit with their own change rows."""
+    store.put("files/alice/taken", 1, b"first", None, A)
+    start = store.last_seq()
+    results: dict[str, object] = {}
+
+    def work(name: str) -> None:
+        try:
+            res, created = store.put(f"files/alice/{name}", 1, name.encode(), None, A,
+                                     if_none_match=True)
+            results[name] = (res.seq, created)
+        except BaseException as exc:  # noqa: BLE001 - checked below
+            results[name] = exc
+
+    names = [f"g{i}" for i in range(6)] + ["taken"]
+    with store.write_lock:  # every writer below queues behind this
+        threads = [threading.Thread(target=work, args=(n,)) for n in names]
+        for t in threads:
+            t.start()
+        deadline = threading.Event()
+        while len(store._pending) < len(names) and not deadline.wait(0.01):
+            pass
+        assert len(store._pending) == len(names)
+    for t in threads:
+        t.join()
+    assert isinstance(results["taken"], PreconditionFailed)
+    seqs = sorted(r[0] for n, r in results.items() if n != "taken")  # type: ignore[index]
+    assert seqs == list(range(start + 1, start + 7))  # one change row each, no gap
+    assert store.last_seq() == start + 6
+    assert store.read_bytes(store.get("files/alice/taken")) == b"first"  # type: ignore[arg-type]
+    for n in names[:-1]:
+        assert store.read_bytes(store.get(f"files/alice/{n}")) == n.encode()  # type: ignore[arg-type]
+
+
 def test_locks_expire_with_the_clock(store: Store, clock: Clock) -> None:
     store.put("files/alice/l", 1, b"", None, A)
     lk = store.add_lock("files/alice/l", "0", "exclusive", None, 1, 100)
@@ -240,3 +276,60 @@ def test_retention_prunes_content_not_history(store: Store, clock: Clock) -> Non
     back = store.get("files/alice/gone.txt")
     assert back is not None and store.read_bytes(back) == b"old"
     assert retention.prune(store, 365).versions == 0
+
+
+def test_index_rows_keep_the_expanded_instances_through_a_move(store: Store) -> None:
+    # A recurring event's instances (revision 0006) come back as they went in, an empty
+    # list stays empty (every instance excluded), and NULL (not expanded) stays None.
+    store.mkcol("calendars/alice/work", 1, A, kind="calendar")
+    cases = {
+        "weekly.ics": ItemIndex("VEVENT", "w", 10.0, 610000.0, True, ((11, 3611), (604811, 608411))),
+        "none-left.ics": ItemIndex("VEVENT", "n", 10.0, 20.0, True, ()),
+        "endless.ics": ItemIndex("VEVENT", "e", 10.0, None, True, None),
+        "plain.ics": ItemIndex("VEVENT", "p", 10.0, 20.0, False),
+    }
+    for name, ix in cases.items():
+        store.put(f"calendars/alice/work/{name}", 1, b"BEGIN:VCALENDAR", "text/calendar", A, index=ix)
+    got = {res.path.rsplit("/", 1)[1]: ix for res, ix in
+           store.index_entries("calendars/alice/work", "VEVENT", None, None)}
+    assert got == cases
+    store.mkcol("calendars/alice/home", 1, A, kind="calendar")
+    assert store.copy_or_move("move", "calendars/alice/work/weekly.ics",
+                                  "calendars/alice/home/weekly.ics", A)
+    [(_, moved)] = store.index_entries("calendars/alice/home", "VEVENT", 600000.0, 700000.0)
+    assert moved.spans == ((11, 3611), (604811, 608411))
+
+
+def test_put_new_many_writes_each_item_as_a_put_and_reports_the_ones_that_cannot_go_in(
+        store: Store) -> None:
+    """A bulk import's batch (cli/importer.py): one transaction, but each item its own
+    change and version, If-None-Match semantics, and an item that cannot go in changes
+    nothing while the others are committed."""
+    from safehold.errors import UidConflict
+    from safehold.store.repo import NewItem
+    cal = "calendars/alice/personal"
+    store.put(f"{cal}/taken.ics", 1, b"taken", "text/calendar", A,
+              index=ItemIndex("VEVENT", "uid-taken", 0.0, 1.0))
+    before = store.last_seq()
+
+    def item(name: str, uid: str, parent: str = cal) -> NewItem:
+        return NewItem(f"{parent}/{name}", f"body of {name}".encode(), "text/calendar",
+                       ItemIndex("VEVENT", uid, 0.0, 1.0))
+    batch = [item("a.ics", "uid-a"), item("taken.ics", "uid-new"), item("b.ics", "uid-taken"),
+             item("c.ics", "uid-a"), item("d.ics", "uid-d", parent=f"{cal}-missing"),
+             item("e.ics", "uid-e")]
+    outcomes = store.put_new_many(1, batch, A)
+    assert [type(o).__name__ if o else None for o in outcomes] == \
+        [None, "PreconditionFailed", "UidConflict", "UidConflict", "Conflict", None]
+    assert isinstance(outcomes[3], UidConflict) and outcomes[3].path == f"{cal}/a.ics"
+    assert store.last_seq() == before + 2  # one change per written item, none for the rest
+    for name in ("a.ics", "e.ics"):
+        res = store.get(f"{cal}/{name}")
+        assert res is not None and store.read_bytes(res) == f"body of {name}".encode()
+        assert res.seq > before and res.content_type == "text/calendar"
+    for name in ("b.ics", "c.ics"):
+        assert store.get(f"{cal}/{name}") is None
+    taken = store.get(f"{cal}/taken.ics")
+    assert taken is not None and store.read_bytes(taken) == b"taken"
+    assert sorted(e.path for e, _ in store.index_entries(cal, "VEVENT", None, None)) == \
+        [f"{cal}/a.ics", f"{cal}/e.ics", f"{cal}/taken.ics"]

@@ -172,3 +172,26 @@ def test_bad_input_is_a_clear_4xx_and_changes_nothing(server: Server, alice_data
     assert server.changes() == before
     assert cli(server.data_dir, "user", "list", env=server.env).stdout == users_before
     cli(server.data_dir, "user", "admin", "alice", "--revoke", env=server.env)
+
+
+def test_run_drill_now_restores_in_a_child_process_and_records_it(server: Server,
+                                                                  alice_data: dict[str, str]) -> None:
+    """"Run drill now" (and the scheduled drill) restore in a spawned child process
+    (backup/drill_process.py), so the server's memory never carries a scratch restore:
+    the child must find the database and the backup key from the server's settings,
+    and its result must reach the page and the drill records."""
+    cli(server.data_dir, "user", "add", "--admin", "dora", "--password-stdin",
+        stdin=PASSWORD + "\n", env=server.env)
+    with login(server, "dora") as web:
+        r = web.post("/admin/drill", data={"csrf": csrf(web, "/admin")})
+        assert r.status_code == 303, r.text
+        job = r.headers["location"].rsplit("/", 1)[-1]
+        state = {}
+        for _ in range(1200):
+            state = web.get(f"/jobs/{job}.json").json()
+            if state["state"] != "running":
+                break
+            time.sleep(0.1)
+        assert state["state"] == "done", state
+        assert "collections match at seq" in state["message"], state
+        assert "collections match at seq" in web.get("/admin").text

@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from safehold.core.formats.ical import CompFilter, TimeRange, expand, inspect_calendar, matches
+from safehold.core.formats.ical_spans import overlap
 from tests.unit.test_ical import CORPUS, at, calendar, component
 
 SOUTHERN_ZONE = [  # a made-up zone with southern-hemisphere DST, known only from this object
@@ -173,3 +174,53 @@ def test_random_windows_agree_with_the_library(name: str, position: float, minut
     expected = library_starts(name, start, end)
     assert in_range(name, start, end) is bool(expected)
     assert expanded_starts(name, start, end) == expected
+
+
+# -- the index's expanded instances (core/formats/ical_spans.py) ------------------------
+# A query decides a recurring event from the spans stored at PUT instead of parsing it, so
+# the spans must give the parser's answer (and the library's) on every window.
+INDEXED = [name for name in sorted(SERIES) if inspect_calendar(SERIES[name]).spans is not None]
+
+
+def spans_say(name: str, start: datetime, end: datetime) -> bool:
+    spans = inspect_calendar(SERIES[name]).spans
+    assert spans is not None
+    return overlap(spans, start.timestamp(), end.timestamp())
+
+
+def test_series_with_zone_bound_times_are_indexed_and_the_rest_left_to_the_parser() -> None:
+    assert len(INDEXED) >= 6
+    # Floating and DATE values depend on the zone a query reads them in; RDATE periods on
+    # the library's reading of them; endless rules have no complete list of instances.
+    for name in ("all-day-weekly-multi-day", "allday-yearly-birthday.ics", "floating-daily-with-exdate",
+                 "rdate-periods.ics", "weekly-berlin-endless-with-overrides"):
+        assert name not in INDEXED
+
+
+@pytest.mark.parametrize("name", INDEXED)
+def test_spans_agree_with_the_library_and_the_parser_on_sliding_windows(name: str) -> None:
+    checked = hits = 0
+    for start, end in windows(name):
+        expected = bool(library_starts(name, start, end))
+        assert spans_say(name, start, end) is expected, (start, end)
+        assert in_range(name, start, end) is expected, (start, end)
+        checked, hits = checked + 1, hits + expected
+    assert checked > 100 and 0 < hits < checked
+
+
+@pytest.mark.parametrize("name", INDEXED)
+@settings(max_examples=40, deadline=None, database=None)
+@given(position=st.floats(min_value=-0.1, max_value=1.1), minutes=st.integers(min_value=1, max_value=60 * 24 * 20),
+       open_end=st.sampled_from([None, "start", "end"]))
+def test_random_windows_agree_between_spans_and_parser(name: str, position: float, minutes: int,
+                                                       open_end: str | None) -> None:
+    first, last = span(name)
+    start = (first + (last - first) * position).replace(microsecond=0)
+    end = start + timedelta(minutes=minutes)
+    spans = inspect_calendar(SERIES[name]).spans
+    assert spans is not None
+    low = float("-inf") if open_end == "start" else start.timestamp()
+    high = float("inf") if open_end == "end" else end.timestamp()
+    tr = TimeRange(None if open_end == "start" else start, None if open_end == "end" else end)
+    flt = CompFilter("VCALENDAR", comp_filters=(CompFilter("VEVENT", time_range=tr),))
+    assert overlap(spans, low, high) is matches(SERIES[name], flt)

@@ -130,6 +130,7 @@ def verify(replica: ReplicaClient, key: Key) -> list[str]:
         except SafeholdError:
             prev_last = ref.last
             continue  # already reported above
+        problems += segment.bad_inline(ref.name, body)
         if prev_last is not None and int(body["prev_last"]) != prev_last:
             problems.append(f"a segment is missing before {ref.name} (it follows seq "
                             f"{body['prev_last']}, the previous segment ends at {prev_last})")

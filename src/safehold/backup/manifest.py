@@ -13,7 +13,11 @@ from safehold.backup.crypto import CorruptObject, Key, KeyError_
 from safehold.backup.replica_client import ObjectMissing, ReplicaClient
 
 NAME = "manifest.json"
-FORMAT = 1  # newer releases must keep reading every older format
+# Newer releases must keep reading every older format. 2: segments and snapshots may
+# carry bodies inline (backup/segment.py); a manifest says 2 once a safehold that
+# writes them shipped to the replica, so that an older safehold refuses it by name
+# instead of failing on the first format-2 segment.
+FORMAT = 2
 
 
 @dataclass
@@ -50,6 +54,7 @@ def read(replica: ReplicaClient, key: Key | None) -> Manifest | None:
 
 def write(replica: ReplicaClient, key: Key, manifest: Manifest) -> None:
     manifest.updated_at = time.time()
+    manifest.format = FORMAT
     body = asdict(manifest)
     body["mac"] = key.mac(json.dumps(asdict(manifest), sort_keys=True).encode())
     replica.put(NAME, json.dumps(body, sort_keys=True, indent=1).encode())

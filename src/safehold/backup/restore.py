@@ -1,11 +1,15 @@
 """Rebuilding a database from a replica and the key alone: the newest snapshot at
 or before the target, then the segments after it (their chain checked for gaps),
-then the blobs every version references, then heads and indexes."""
+each with the small bodies it carries (format 2), then the bodies stored as blob
+objects that versions reference, then heads and indexes. Objects are downloaded and
+opened by a few threads ahead of the one being inserted."""
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Generator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +26,8 @@ from safehold.store import replication as rep
 from safehold.store.repo import Store
 
 Progress = Callable[[str, int, int], None]
+FETCHERS = 4  # objects downloaded at once: enough to hide an S3 round trip per object
+AHEAD = 8  # objects fetched ahead of the one being inserted (bounds memory)
 
 
 class RestoreError(SafeholdError):
@@ -34,8 +40,10 @@ class RestoreReport:
     lineage: str
     changes: int
     blobs: int
-    bytes: int
+    bytes: int  # of the bodies restored
     items: int
+    read_bytes: int = 0  # of replica objects read (segments, snapshots, blob chunks)
+    objects: int = 0
 
 
 def _filter_user(tables: dict[str, list[dict[str, Any]]], user: str) -> dict[str, list[dict[str, Any]]]:
@@ -51,11 +59,60 @@ def _filter_user(tables: dict[str, list[dict[str, Any]]], user: str) -> dict[str
             "pruned": tables.get("pruned", [])}
 
 
+class _Prefetch:
+    """Objects fetched and opened (download, decrypt, decompress; the libraries release
+    the GIL for each) by a few threads ahead of the caller, who gets them in order and
+    decodes and inserts them meanwhile. At most ``ahead`` objects wait in memory."""
+
+    def __init__(self, replica: ReplicaClient, key: Key, names: list[str],
+                 workers: int = FETCHERS, ahead: int = AHEAD) -> None:
+        self._replica, self._key, self._names = replica, key, names
+        self._pool = ThreadPoolExecutor(max_workers=max(1, workers),
+                                        thread_name_prefix="safehold-restore")
+        self._ahead = max(1, ahead)
+        self.bytes_read = 0
+
+    def _open(self, name: str) -> tuple[bytes, int]:
+        data = self._replica.get(name)
+        return self._key.open(data, name), len(data)
+
+    def __iter__(self) -> Generator[tuple[str, bytes], None, None]:
+        pending: deque[tuple[str, Future[tuple[bytes, int]]]] = deque()
+        todo = iter(self._names)
+        try:
+            for name in todo:
+                pending.append((name, self._pool.submit(self._open, name)))
+                if len(pending) >= self._ahead:
+                    break
+            while pending:
+                name, fut = pending.popleft()
+                plain, size = fut.result()
+                self.bytes_read += size
+                nxt = next(todo, None)
+                if nxt is not None:
+                    pending.append((nxt, self._pool.submit(self._open, nxt)))
+                yield name, plain
+        finally:
+            for _, fut in pending:
+                fut.cancel()
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _opened(name: str, plain: bytes) -> dict[str, Any]:
+    body = segment.parse(name, plain)
+    bad = segment.bad_inline(name, body)
+    if bad:
+        raise CorruptObject(bad[0])
+    return body
+
+
 def restore(replica: ReplicaClient, key: Key, store: Store, to_seq: int | None = None,
             user: str | None = None, progress: Progress | None = None,
             snapshot_at_most: int | None = None) -> RestoreReport:
     """``snapshot_at_most`` starts from an older snapshot than the newest one, so that
-    more of the chain is replayed (replica retention proves the whole kept chain)."""
+    more of the chain is replayed (replica retention proves the whole kept chain).
+    Objects are fetched a few at a time ahead of the one being inserted; each object
+    is one transaction, with the bodies it carries (replica format 2)."""
     man = manifest_mod.read(replica, key)
     if man is None:
         raise RestoreError(f"{replica.url} holds no safehold replica (no manifest.json)")
@@ -64,12 +121,30 @@ def restore(replica: ReplicaClient, key: Key, store: Store, to_seq: int | None =
         raise RestoreError("the target database is not empty; restore into a new data directory")
     say = progress or (lambda *_: None)
     blob_rows: dict[str, dict[str, Any]] = {}
+    wanted: set[str] = set()  # bodies of the versions loaded so far
+    waiting: dict[str, bytes] = {}  # --user: inline bodies no loaded version needs yet
+    inline_bytes = 0
 
-    def apply(tables: dict[str, list[dict[str, Any]]], blob_list: list[dict[str, Any]]) -> None:
+    def apply(body: dict[str, Any]) -> None:
+        nonlocal inline_bytes
+        tables = body["tables"]
         if user is not None:
             tables = _filter_user(tables, user)
-        rep.load(store, tables, upto=target)
-        for row in blob_list:
+        new = {v["blob_hash"] for v in tables.get("version", [])
+               if v["blob_hash"] and v["seq"] <= target}
+        wanted.update(new)
+        carried = dict(body["inline"])
+        if user is not None:
+            # Another user's version may have carried a body first that this user's
+            # later version reuses (content-addressed): keep it until then, but never
+            # store a body that none of the restored versions needs.
+            waiting.update(carried)
+            carried = {h: waiting.pop(h) for h in new | set(carried)
+                       if h in waiting and h in wanted}
+        else:
+            carried = {h: d for h, d in carried.items() if h in wanted}
+        inline_bytes += rep.load(store, tables, upto=target, bodies=list(carried.items()))
+        for row in body["blobs"]:
             blob_rows[row["hash"]] = row
 
     base = 0
@@ -81,54 +156,47 @@ def restore(replica: ReplicaClient, key: Key, store: Store, to_seq: int | None =
         oldest = min(int(s["seq"]) for s in man.snapshots)
         raise RestoreError(f"the replica keeps history from seq {oldest} on (older segments "
                            f"were deleted by replica retention); restore to seq {oldest} or later")
+    names: list[str] = []
     if snaps:
-        snap = snaps[-1]
-        say("snapshot", 0, 1)
-        body = segment.decode(key, snap["name"], replica.get(snap["name"]))
-        apply(body["tables"], body["blobs"])
-        base = int(snap["seq"])
+        names.append(snaps[-1]["name"])
+        base = int(snaps[-1]["seq"])
     refs = sorted((r for r in (segment.parse_segment(o.path) for o in replica.list("segments/"))
                    if r is not None and r.last > base), key=lambda r: r.first)
-    expected_prev = None
-    done = 0
-    for ref in refs:
-        if ref.first > target:
-            break
-        body = segment.decode(key, ref.name, replica.get(ref.name))
-        prev = int(body["prev_last"])
-        if expected_prev is not None and prev != expected_prev:
-            raise CorruptObject(f"segment chain broken before {ref.name}: it follows seq {prev}, "
-                                f"the previous segment ended at {expected_prev}; a segment is missing")
-        if expected_prev is None and prev > base:
+    refs = [r for r in refs if r.first <= target]
+    names += [r.name for r in refs]
+    chain = {"prev": -1, "done": 0}
+
+    def step(name: str, body: dict[str, Any]) -> None:
+        if segment.SNAPSHOT.match(name):
+            say("snapshot", 0, 1)
+            apply(body)
+            return
+        prev, expected = int(body["prev_last"]), chain["prev"]
+        if expected >= 0 and prev != expected:
+            raise CorruptObject(f"segment chain broken before {name}: it follows seq {prev}, "
+                                f"the previous segment ended at {expected}; a segment is missing")
+        if expected < 0 and prev > base:
             raise CorruptObject(f"segments between seq {base} and {prev} are missing "
-                                f"(first segment found: {ref.name})")
-        expected_prev = int(body["last"])
-        apply(body["tables"], body["blobs"])
-        done += 1
-        say("segments", done, len(refs))
+                                f"(first segment found: {name})")
+        chain["prev"] = int(body["last"])
+        apply(body)
+        chain["done"] += 1
+        say("segments", chain["done"], len(refs))
+
+    fetch = _Prefetch(replica, key, names)
+    objects = iter(fetch)
+    try:
+        for name, plain in objects:
+            step(name, _opened(name, plain))
+    finally:
+        objects.close()  # on an error too: stops the fetching threads
     if store.last_seq() < target and user is None:
         raise CorruptObject(f"the replica ends at seq {store.last_seq()}, but its manifest "
                             f"claims {target}; segments are missing")
     needed = rep.referenced_blobs(store)
-    total_bytes = 0
-    pending: list[tuple[dict[str, Any], list[bytes]]] = []
-    pending_bytes = 0
-    for i, h in enumerate(needed):
-        row = blob_rows.get(h)
-        if row is None:
-            raise CorruptObject(f"no blob description for {h} in the replica")
-        chunks = []
-        for idx in range(int(row["chunks"])):
-            name = segment.blob_chunk_name(key, h, idx)
-            chunks.append(key.open(replica.get(name), name))
-        pending.append((row, chunks))
-        pending_bytes += sum(len(c) for c in chunks)
-        total_bytes += int(row["size"])
-        if len(pending) >= 500 or pending_bytes > 64 << 20 or i == len(needed) - 1:
-            rep.load_blobs(store, pending)  # one commit per batch, not per body
-            pending, pending_bytes = [], 0
-        if i % 100 == 0 or i == len(needed) - 1:
-            say("blobs", i + 1, len(needed))
+    missing = sorted(set(needed) - rep.present_blobs(store, needed))
+    blob_bytes, blob_read, blob_objects = _load_blob_objects(replica, key, store, missing,
+                                                             blob_rows, say)
     items = _reindex(store, rep.rebuild_heads(store))
     lineage = man.lineage if target == man.high_water and user is None else secrets.token_hex(8)
     rep.set_meta(store, "lineage", lineage)
@@ -136,25 +204,67 @@ def restore(replica: ReplicaClient, key: Key, store: Store, to_seq: int | None =
         # An earlier point is a new history: devices with newer tokens must resync
         # (DESIGN promise 8) and the old replica is not ours to extend.
         rep.set_meta(store, "restored_from", f"{man.lineage}:{target}")
-    return RestoreReport(target, lineage, store.last_seq(), len(needed), total_bytes, items)
+    return RestoreReport(target, lineage, store.last_seq(), len(needed), inline_bytes + blob_bytes,
+                         items, fetch.bytes_read + blob_read, len(names) + blob_objects)
+
+
+def _load_blob_objects(replica: ReplicaClient, key: Key, store: Store, hashes: list[str],
+                       rows: dict[str, dict[str, Any]], say: Progress) -> tuple[int, int, int]:
+    """Bodies stored as blob objects (large ones, and every body of a format-1
+    replica), fetched ahead and inserted in batches of many bodies per commit.
+    Returns (body bytes, object bytes read, objects read)."""
+    names: list[str] = []
+    for h in hashes:
+        row = rows.get(h)
+        if row is None:
+            raise CorruptObject(f"no blob description for {h} in the replica")
+        names += [segment.blob_chunk_name(key, h, idx) for idx in range(int(row["chunks"]))]
+    fetch = _Prefetch(replica, key, names)
+    chunks = iter(fetch)
+    total_bytes = 0
+    pending: list[tuple[dict[str, Any], list[bytes]]] = []
+    pending_bytes = 0
+    try:
+        for i, h in enumerate(hashes):
+            row = rows[h]
+            data = [next(chunks)[1] for _ in range(int(row["chunks"]))]
+            pending.append((row, data))
+            pending_bytes += sum(len(c) for c in data)
+            total_bytes += int(row["size"])
+            if len(pending) >= 500 or pending_bytes > 64 << 20 or i == len(hashes) - 1:
+                rep.load_blobs(store, pending)  # one commit per batch, not per body
+                pending, pending_bytes = [], 0
+            if i % 100 == 0 or i == len(hashes) - 1:
+                say("blobs", i + 1, len(hashes))
+    finally:
+        chunks.close()
+    return total_bytes, fetch.bytes_read, len(names)
 
 
 def _reindex(store: Store, items: list[tuple[str, str, str | None]]) -> int:
     from safehold.store.schema import item_index
+    todo: list[tuple[str, str, str]] = [(path, kind, h) for path, kind, h in items
+                                        if kind in ("calendar", "addressbook") and h is not None]
     rows = []
-    for path, parent_kind, blob_hash in items:
-        if parent_kind not in ("calendar", "addressbook") or blob_hash is None:
-            continue
-        try:
-            ix = index_for(parent_kind, blobs_mod.read_all(store.engine, blob_hash))
-        except InvalidItem:
-            continue
-        if ix is not None:
-            rows.append({"path": path, "collection": path.rsplit("/", 1)[0],
-                         "component": ix.component, "uid": ix.uid, "start": ix.start,
-                         "end": ix.end, "recurring": ix.recurring})
-    if rows:
-        store._write(lambda c: c.execute(sa.insert(item_index), rows))
+    for i in range(0, len(todo), 500):
+        part = todo[i:i + 500]
+        # One query per 500 single-chunk bodies (a connection per body cost more than
+        # the parsing); larger bodies are read chunk by chunk.
+        small = blobs_mod.read_small(store.engine, sorted({h for _, _, h in part}))
+        for path, parent_kind, blob_hash in part:
+            data = small.get(blob_hash)
+            try:
+                ix = index_for(parent_kind, data if data is not None
+                               else blobs_mod.read_all(store.engine, blob_hash))
+            except InvalidItem:
+                continue
+            if ix is not None:
+                rows.append({"path": path, "collection": path.rsplit("/", 1)[0],
+                             "component": ix.component, "uid": ix.uid, "start": ix.start,
+                             "end": ix.end, "recurring": ix.recurring})
+    for i in range(0, len(rows), 1000):
+        chunk = rows[i:i + 1000]
+        store._write(lambda c: c.execute(sa.insert(item_index), chunk))  # noqa: B023 - runs now
     return len(items)
 
 
@@ -163,10 +273,14 @@ def seq_for_time(replica: ReplicaClient, key: Key, when: float) -> int:
     refs = sorted((r for r in (segment.parse_segment(o.path) for o in replica.list("segments/"))
                    if r is not None), key=lambda r: r.first)
     best = 0
-    for ref in refs:
-        body = segment.decode(key, ref.name, replica.get(ref.name))
-        for row in body["tables"]["change"]:
-            if float(row["at"]) > when:
-                return best
-            best = int(row["seq"])
-    return best
+    objects = iter(_Prefetch(replica, key, [r.name for r in refs]))
+    try:
+        for name, plain in objects:
+            body = segment.parse(name, plain)
+            for row in body["tables"]["change"]:
+                if float(row["at"]) > when:
+                    return best
+                best = int(row["seq"])
+        return best
+    finally:
+        objects.close()

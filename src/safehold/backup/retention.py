@@ -5,9 +5,13 @@ Phase 1 (plan and prove): keep the newest ``keep_snapshots`` snapshots, every sn
 younger than ``keep_days``, every snapshot pinned into the future (``pinned_until``,
 set for upgrades), every segment after the oldest kept snapshot and every blob a kept
 snapshot or segment names. Then authenticate each kept snapshot and restore the kept
-chain -- the oldest kept snapshot plus every later segment, through a view of the
-replica that already hides the doomed objects -- into a scratch database, and compare
-its per-collection digests with the live data at the replica's high-water mark.
+chain -- the oldest kept snapshot plus every later segment, and the newest kept
+snapshot plus the segments after it, through a view of the replica that already hides
+the doomed objects -- into scratch databases, and compare their per-collection digests
+with the live data at the replica's high-water mark. A restore fails when a body that
+a kept version needs is in no object it reads: small bodies travel inside segments
+and snapshots (format 2), so this is what proves that a doomed segment's bodies are
+carried by a kept snapshot or a later segment.
 
 Phase 2 (delete), holding the shipping turn so that no segment is shipped meanwhile
 that names a blob about to go: drop the doomed snapshots from the manifest (it never
@@ -155,27 +159,39 @@ def prove(store: Store, replica: ReplicaClient, key: Key, p: Plan,
     view = _Without(replica, set(p.delete))
     for name in p.kept_snapshots:  # authenticate every kept snapshot, not only the oldest
         segment.decode(key, name, view.get(name))
+    # From the oldest kept snapshot (the whole kept chain is read) and from the newest
+    # (what a restore reads): segments carry a small body only when no restore from
+    # the newest snapshot at their time finds it otherwise (backup/segment.py), and
+    # both restores check that every body a kept version needs is there.
+    newest = max((int(m.group(1)) for m in map(segment.SNAPSHOT.match, p.kept_snapshots) if m),
+                 default=p.keep_from_seq)
+    live = rep.digest_at(store, p.high_water)
+    for start in sorted({p.keep_from_seq, newest}):
+        _prove_from(view, key, p, start, live, progress)
+    p.proven = True
+
+
+def _prove_from(view: _Without, key: Key, p: Plan, start: int, live: dict[str, str],
+                progress: Progress | None) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="safehold-retention-"))
     engine = engine_mod.create(f"sqlite:///{tmp / 'proof.db'}")
     try:
         engine_mod.ensure_schema(engine)
         scratch = Store(engine, tmp / "tmp")
-        restore(view, key, scratch, to_seq=p.high_water, snapshot_at_most=p.keep_from_seq,
+        restore(view, key, scratch, to_seq=p.high_water, snapshot_at_most=start,
                 progress=progress)
         restored = rep.digest_at(scratch, p.high_water)
     except SafeholdError as exc:
-        raise RetentionError(f"{replica.url}: the kept chain does not restore ({exc}); "
-                             "nothing was deleted") from exc
+        raise RetentionError(f"{view.url}: the kept chain does not restore from the snapshot at "
+                             f"seq {start} ({exc}); nothing was deleted") from exc
     finally:
         engine.dispose()
         shutil.rmtree(tmp, ignore_errors=True)
-    live = rep.digest_at(store, p.high_water)
     bad = sorted(k for k in set(live) | set(restored) if live.get(k) != restored.get(k))
     if bad:
-        raise RetentionError(f"{replica.url}: the kept chain restores, but digests differ at seq "
+        raise RetentionError(f"{view.url}: the kept chain restores, but digests differ at seq "
                              f"{p.high_water} for {', '.join('/dav/' + b + '/' for b in bad[:10])}; "
                              "nothing was deleted")
-    p.proven = True
 
 
 def delete(store: Store, replica: ReplicaClient, key: Key, p: Plan,

@@ -1,25 +1,55 @@
 """Change-log segments, snapshots and blob objects: names and (de)serialization.
 
-Layout of a replica (format 1):
+Layout of a replica (format 2; a replica may mix format-1 objects, written by older
+releases, with format-2 ones, and every reader reads both):
   manifest.json                                    authenticated, rewritten
   segments/<first:020d>-<last:020d>.seg            encrypted change-log range, write-once
   snapshots/<seq:020d>.snap                        encrypted full log up to seq, write-once
   blobs/<kk>/<keyed hash>/<chunk:06d>              encrypted body chunk, write-once
 Each segment names the last seq of the one before it, so a missing segment is a
-detected gap, never a silent hole."""
+detected gap, never a silent hole.
+
+Format 2 packs small bodies (at most ``INLINE_MAX`` bytes) into the segment or
+snapshot that first needs them, so that a restore reads a few large objects instead
+of one object per contact or event; larger bodies stay blob objects. The plaintext of
+a format-2 object (sealed like every object: compressed, then encrypted and
+authenticated as one) is ``MAGIC2``, the length of a JSON header (8 bytes, big
+endian), the header, then the bodies back to back; the header's ``inline`` lists
+``[sha256, length]`` in that order, and its ``blobs`` the rows of the bodies stored as
+blob objects. A format-1 plaintext is the JSON header alone (no inline bodies).
+
+Which bodies a segment carries (the dedupe rule, backup/shipper.py): a small body is
+left out only when a restore from the newest snapshot onwards finds it anyway — the
+newest snapshot carries it (a snapshot carries every small body its unpruned versions
+reference), or a segment after that snapshot carried it. So deleting a segment whose
+bodies a kept version still needs is safe once a newer snapshot exists, and replica
+retention proves that by restoring the kept chain before it deletes anything."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import struct
 from dataclasses import dataclass
 from typing import Any
 
 from safehold.backup.crypto import CorruptObject, Key
 
-FORMAT = 1  # of segment and snapshot bodies; newer releases read every older one
+FORMAT = 2  # of segment and snapshot bodies; newer releases read every older one
+MAGIC2 = b"SHP2"
+# Bodies up to this size travel inside segments and snapshots. Nearly every vCard,
+# event and task is far smaller (the benchmark's are ~200-700 bytes; a contact photo
+# makes tens of KiB); above it one GET per body costs little next to its transfer, and
+# big file bodies stay out of the packed objects that a restore holds in memory.
+INLINE_MAX = 64 << 10
+# Raw bytes of inline bodies per segment at most (more go as blob objects), so that
+# a segment of 2,000 changes stays a bounded object in memory, and large enough that
+# a restore from S3 reads few objects.
+INLINE_BUDGET = 16 << 20
 SEGMENT = re.compile(r"^segments/(\d{20})-(\d{20})\.seg$")
 SNAPSHOT = re.compile(r"^snapshots/(\d{20})\.snap$")
+_LEN = struct.Struct(">Q")
 
 
 def segment_name(first: int, last: int) -> str:
@@ -51,13 +81,53 @@ def parse_segment(name: str) -> SegmentRef | None:
     return SegmentRef(name, int(m.group(1)), int(m.group(2))) if m else None
 
 
-def encode(key: Key, name: str, body: dict[str, Any]) -> bytes:
-    return key.seal(json.dumps(body, separators=(",", ":")).encode(), name)
+def encode(key: Key, name: str, body: dict[str, Any],
+           inline: list[tuple[str, bytes]] | None = None) -> bytes:
+    """Seal a segment or snapshot: format 2 with its ``inline`` bodies, or format 1
+    (a JSON body, for a body whose "format" is 1: tests writing old replicas)."""
+    if int(body.get("format", FORMAT)) < 2:
+        return key.seal(json.dumps(body, separators=(",", ":")).encode(), name)
+    header = json.dumps({**body, "format": FORMAT,
+                         "inline": [[h, len(data)] for h, data in inline or []]},
+                        separators=(",", ":")).encode()
+    return key.seal(b"".join([MAGIC2, _LEN.pack(len(header)), header,
+                              *(data for _, data in inline or [])]), name)
 
 
-def decode(key: Key, name: str, data: bytes) -> dict[str, Any]:
-    body: dict[str, Any] = json.loads(key.open(data, name))
+def parse(name: str, plain: bytes) -> dict[str, Any]:
+    """The body of an opened segment or snapshot, in either format; ``inline`` becomes
+    a list of (sha256, bytes). Raises CorruptObject for anything else."""
+    try:
+        if plain.startswith(MAGIC2):
+            (size,) = _LEN.unpack_from(plain, len(MAGIC2))
+            start = len(MAGIC2) + _LEN.size
+            body: dict[str, Any] = json.loads(plain[start:start + size])
+            pos = start + size
+            inline = []
+            for sha, length in body.get("inline", []):
+                inline.append((str(sha), plain[pos:pos + int(length)]))
+                pos += int(length)
+            if pos != len(plain):
+                raise CorruptObject(f"{name}: its inline bodies do not add up to the object")
+            body["inline"] = inline
+        else:
+            body = json.loads(plain)
+            body["inline"] = []
+    except (ValueError, TypeError, struct.error) as exc:
+        raise CorruptObject(f"{name}: authenticates but is not a segment or snapshot") from exc
+    if not isinstance(body, dict):
+        raise CorruptObject(f"{name}: authenticates but is not a segment or snapshot")
     if int(body.get("format", 1)) > FORMAT:
         raise CorruptObject(f"{name} is in replica format {body.get('format')}, newer than this "
                             f"safehold reads ({FORMAT}); restore it with a newer safehold")
     return body
+
+
+def decode(key: Key, name: str, data: bytes) -> dict[str, Any]:
+    return parse(name, key.open(data, name))
+
+
+def bad_inline(name: str, body: dict[str, Any]) -> list[str]:
+    """Inline bodies whose bytes do not hash to the name they are stored under."""
+    return [f"{name}: inline body {sha[:16]}… does not match its hash"
+            for sha, data in body.get("inline", []) if hashlib.sha256(data).hexdigest() != sha]

@@ -8,7 +8,8 @@ object the manifest, a segment or a snapshot names is missing), then reads the n
 objects in name order after the cursor. Segments are also checked against their
 neighbours in the listing (their ``prev_last`` continues the previous segment), and
 every blob a segment or snapshot names must be listed. Progress and problems are kept
-in ``meta`` (one key per replica); problems stay until a full pass finds none."""
+in ``meta`` (one key per replica); problems stay until a full pass finds none.
+Bodies a format-2 segment or snapshot carries inline are checked against their hashes."""
 
 from __future__ import annotations
 
@@ -107,10 +108,10 @@ def _check(replica: ReplicaClient, key: Key, obj: ObjectInfo, listing: dict[str,
     if ref is None and not segment.SNAPSHOT.match(obj.path):
         return []
     try:
-        body = json.loads(plain)
-    except ValueError:
-        return [f"{obj.path}: authenticates but is not a segment or snapshot"]
-    problems = []
+        body = segment.parse(obj.path, plain)
+    except SafeholdError as exc:
+        return [str(exc)]
+    problems = segment.bad_inline(obj.path, body)
     if ref is not None and obj.path in previous and int(body["prev_last"]) != previous[obj.path]:
         problems.append(f"a segment is missing before {ref.name} (it follows seq "
                         f"{body['prev_last']}, the previous segment ends at {previous[obj.path]})")

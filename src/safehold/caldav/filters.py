@@ -106,7 +106,8 @@ def index_decides(flt: ical.CompFilter) -> tuple[float, float] | None:
     the range matches without parsing: the envelope holds its instance (DTSTART to
     its end, both widened for floating times), so the instance starts after the range
     start and before its end, which every row of RFC 4791 §9.9's table counts as an
-    overlap. Anything else is parsed and tested (``ical.matches``)."""
+    overlap. A recurring event with indexed instances is decided by them
+    (``ical_spans.overlap``). Anything else is parsed and tested (``ical.matches``)."""
     if flt.is_not_defined or flt.time_range is not None or flt.prop_filters \
             or len(flt.comp_filters) != 1:
         return None

@@ -10,7 +10,7 @@ from datetime import datetime
 from lxml import etree
 
 from safehold.caldav import CALDAV, c, filters
-from safehold.core.formats import ical
+from safehold.core.formats import ical, ical_spans
 from safehold.core.formats.textmatch import UnsupportedCollation
 from safehold.dav import reportutil
 from safehold.dav.backend import DavBackend, IndexSpan, Node
@@ -39,6 +39,14 @@ class DataRequest:
                 else:
                     self.limit = (start, end)
 
+    def object_data(self) -> reportutil.ObjectData:
+        key = "calendar-data"
+        if self.expand is not None:
+            key += " expand " + " ".join(t.isoformat() for t in self.expand)
+        elif self.limit is not None:
+            key += " limit " + " ".join(t.isoformat() for t in self.limit)
+        return reportutil.ObjectData(self.render, key)
+
     def render(self, data: bytes) -> str:
         try:
             if self.expand is not None:
@@ -61,14 +69,21 @@ class _MatchCache:
         self._items: OrderedDict[tuple[str, ical.CompFilter], bool] = OrderedDict()
         self._lock = threading.Lock()
 
-    def matches(self, etag: str, body: bytes, flt: ical.CompFilter) -> bool:
+    def known(self, etag: str, flt: ical.CompFilter) -> bool | None:
+        """The cached result, or None: the body must be read and parsed."""
         key = (etag, flt)
         with self._lock:
             hit = self._items.get(key)
             if hit is not None:
                 self._items.move_to_end(key)
-                return hit
+            return hit
+
+    def matches(self, etag: str, body: bytes, flt: ical.CompFilter) -> bool:
+        hit = self.known(etag, flt)
+        if hit is not None:
+            return hit
         result = ical.matches(body, flt)
+        key = (etag, flt)
         with self._lock:
             self._items[key] = result
             if len(self._items) > self.size:
@@ -81,13 +96,13 @@ _matches = _MatchCache()
 
 def multiget(req: DavRequest, backend: DavBackend, node: Node, root: etree._Element) -> DavResponse:
     names, data_el = reportutil.split_props(root.find(dav("prop")), c("calendar-data"))
-    render = DataRequest(data_el).render if data_el is not None else None
-    return reportutil.multiget(root, backend, names, render)
+    data = DataRequest(data_el).object_data() if data_el is not None else None
+    return reportutil.multiget(root, backend, names, data)
 
 
 def query(req: DavRequest, backend: DavBackend, node: Node, root: etree._Element) -> DavResponse:
     names, data_el = reportutil.split_props(root.find(dav("prop")), c("calendar-data"))
-    render = DataRequest(data_el).render if data_el is not None else None
+    data = DataRequest(data_el).object_data() if data_el is not None else None
     flt = filters.parse_filter(root.find(c("filter")))
     depth = (req.header("depth") or "0").strip()
     entries: list[tuple[Node, IndexSpan | None]]
@@ -99,31 +114,34 @@ def query(req: DavRequest, backend: DavBackend, node: Node, root: etree._Element
     else:
         entries = [(node, None)]
     decides = filters.index_decides(flt)
-    known: set[str] = set()  # hrefs the index alone shows to match
-    if decides is not None:
-        low, high = decides
-        known = {m.href for m, span in entries if span is not None and not span.recurring
-                 and span.start is not None and span.end is not None
-                 and low < span.start and span.end < high}
-    bodies = backend.read_many([m for m, _ in entries if render is not None or m.href not in known])
-    out = []
-    for member, _ in entries:
-        body = bodies.get(member.href)
-        if member.href in known:
-            hit = True
+    # Per member: True/False when the index envelope or an earlier answer for the same
+    # (ETag, filter) decides, None when its bytes must be parsed.
+    verdicts: list[bool | None] = []
+    for member, span in entries:
+        if decides is not None and span is not None and not span.recurring \
+                and span.start is not None and span.end is not None \
+                and decides[0] < span.start and span.end < decides[1]:
+            verdicts.append(True)
+        elif decides is not None and span is not None and span.spans is not None:
+            verdicts.append(ical_spans.overlap(span.spans, *decides))
         else:
-            assert body is not None
+            verdicts.append(_matches.known(member.etag, flt))
+    bodies = backend.read_many([m for (m, _), v in zip(entries, verdicts, strict=True)
+                                if v is None])
+    hits: list[Node] = []
+    for (member, _), verdict in zip(entries, verdicts, strict=True):
+        if verdict is None:
             try:
-                hit = _matches.matches(member.etag, body, flt)
+                verdict = _matches.matches(member.etag, bodies[member.href], flt)
             except ical.InvalidCalendarData:
                 # Leaving it out would make clients such as DAVx5 delete their copy.
-                hit = True
+                verdict = True
             except UnsupportedCollation as exc:
                 raise DavError(403, f"unsupported collation {exc}", condition="supported-collation",
                                namespace=CALDAV) from exc
-        if hit:
-            out.append(reportutil.response(member, backend, names, render, body))
-    return reportutil.multistatus_response(out)
+        if verdict:
+            hits.append(member)
+    return reportutil.multistatus_response(reportutil.responses(hits, backend, names, data, bodies))
 
 
 def freebusy(req: DavRequest, backend: DavBackend, node: Node, root: etree._Element) -> DavResponse:

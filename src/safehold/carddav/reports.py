@@ -17,7 +17,7 @@ from safehold.dav.types import DavRequest, DavResponse
 from safehold.dav.xml import dav
 
 
-def _renderer(el: etree._Element | None) -> reportutil.Render | None:
+def _renderer(el: etree._Element | None) -> reportutil.ObjectData | None:
     if el is None:
         return None
     names: Sequence[str] = [str(p.get("name", "")) for p in el if p.tag == cr("prop")]
@@ -26,7 +26,8 @@ def _renderer(el: etree._Element | None) -> reportutil.Render | None:
         if names:
             data = vcard.select_properties(data, names)
         return reportutil.data_element(cr("address-data"), "CR", CARDDAV, data)
-    return render
+    # The selected names, in order, are all the rendering depends on besides the bytes.
+    return reportutil.ObjectData(render, "address-data " + "\0".join(names))
 
 
 def _text_match(el: etree._Element) -> TextMatch:
@@ -78,7 +79,7 @@ def multiget(req: DavRequest, backend: DavBackend, node: Node, root: etree._Elem
 
 def query(req: DavRequest, backend: DavBackend, node: Node, root: etree._Element) -> DavResponse:
     names, data_el = reportutil.split_props(root.find(dav("prop")), cr("address-data"))
-    render = _renderer(data_el)
+    data = _renderer(data_el)
     flt = _filter(root.find(cr("filter")))
     limit = None
     nresults = root.findtext(f"{cr('limit')}/{cr('nresults')}")
@@ -92,21 +93,21 @@ def query(req: DavRequest, backend: DavBackend, node: Node, root: etree._Element
         members = [] if depth == "0" else backend.query_candidates(node, "VCARD", None, None)
     else:
         members = [node]
-    out: list[str] = []
+    hits: list[Node] = []
     truncated = False
     bodies = backend.read_many(members)
     for member in members:
-        body = bodies[member.href]
         try:
-            hit = vcard.matches(body, flt)
+            hit = vcard.matches(bodies[member.href], flt)
         except UnsupportedCollation as exc:
             raise DavError(403, f"unsupported collation {exc}", condition="supported-collation",
                            namespace=CARDDAV) from exc
         if hit:
-            if limit is not None and len(out) >= limit:
+            if limit is not None and len(hits) >= limit:
                 truncated = True
                 break
-            out.append(reportutil.response(member, backend, names, render, body))
+            hits.append(member)
+    out = reportutil.responses(hits, backend, names, data, bodies)
     if truncated:
         # RFC 6352 §8.6.1: say that the result was cut short.
         out.append(multistatus.status_response(

@@ -198,7 +198,8 @@ def restore(source: str, kit: str, into: str, point: str | None, seq: int | None
         click.echo("restored to an earlier point: this is a new lineage; configure a new, empty "
                    "replica with `safehold backup init` before serving", err=True)
     click.echo(f"restored seq {report.seq} ({report.changes} changes, {report.items} items, "
-               f"{report.blobs} bodies, {report.bytes} bytes) into {into}; lineage "
+               f"{report.blobs} bodies, {report.bytes} bytes; read {report.objects} objects, "
+               f"{report.read_bytes} bytes from the replica) into {into}; lineage "
                f"{report.lineage}. Start it with: safehold serve --data-dir {into}")
 
 

@@ -12,7 +12,9 @@ from dataclasses import replace
 
 from safehold.config import Settings
 from safehold.errors import SafeholdError
+from safehold.http import memory
 from safehold.http.app import build
+from safehold.http import protocol
 
 
 @click.command()
@@ -21,6 +23,7 @@ from safehold.http.app import build
 @common_options
 def serve(host: str | None, port: int | None, settings: Settings) -> None:
     """Run the server (creates the database on first use)."""
+    memory.tune()  # before the first large allocations
     settings = replace(settings, host=host or settings.host, port=port or settings.port)
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -31,4 +34,5 @@ def serve(host: str | None, port: int | None, settings: Settings) -> None:
     click.echo(f"safehold listening on http://{settings.host}:{settings.port}/dav/ "
                f"(data in {settings.data_dir})", err=True)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning",
-                access_log=False, lifespan="on", timeout_graceful_shutdown=5)
+                access_log=False, lifespan="on", timeout_graceful_shutdown=5,
+                http=protocol.Protocol, ws="none")

@@ -49,7 +49,7 @@ def _calendar(data: bytes, supported: tuple[str, ...]) -> ItemIndex:
                           "supported-calendar-component", CALDAV)
     return ItemIndex(info.component, info.uid,
                      info.start.timestamp() if info.start else None,
-                     info.end.timestamp() if info.end else None, info.recurring)
+                     info.end.timestamp() if info.end else None, info.recurring, info.spans)
 
 
 def _card(data: bytes) -> ItemIndex:

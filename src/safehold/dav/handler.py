@@ -33,6 +33,27 @@ def register(method: str, fn: Method) -> None:
     METHODS[method] = fn
 
 
+# Larger PROPFIND bodies are parsed in a worker thread (handler.quick).
+QUICK_BODY = 64 * 1024
+
+
+def quick(req: DavRequest, backend: DavBackend) -> DavResponse | None:
+    """The answer to a request whose work is bounded by one resource: GET/HEAD of an
+    item up to get.SMALL bytes, PROPFIND Depth 0 with a small body, OPTIONS. None for
+    every other request, and for a GET that turns out to hit a collection or a large
+    body. The HTTP layer may run this where a blocking call would stall other clients
+    (its event loop), so it never writes and never lists a collection."""
+    fn = METHODS.get(req.method)
+    if fn is get.handle:
+        return get.quick(req, backend)
+    if fn is options.handle:
+        return fn(req, backend)
+    if fn is propfind.handle and (req.header("depth") or "").strip() == "0" \
+            and (req.body is None or req.body.size <= QUICK_BODY):
+        return fn(req, backend)
+    return None
+
+
 def handle(req: DavRequest, backend: DavBackend) -> DavResponse:
     fn = METHODS.get(req.method)
     if fn is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote, unquote_to_bytes, urlsplit
 
 from safehold.dav.errors import DavError
@@ -37,18 +38,22 @@ def destination(value: str | None, base_url: str, own_prefix: str = "/dav/") -> 
     return raw
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
 def check_path(path: str) -> str | None:
     """Why a decoded URL path is unacceptable, or None. Applied to request paths and
     Destination headers alike."""
     if "\x00" in path:
         return "the path contains a NUL byte"
     segments = path.split("/")
-    if any(s in (".", "..") for s in segments):
+    if "." in segments or ".." in segments:
         return "the path contains . or .. segments"
     if "//" in path:
         return "the path contains an empty segment"
-    if any(len(s.encode()) > 255 for s in segments):
+    # 255 bytes need at least 64 characters (UTF-8 has at most 4 bytes per character).
+    if max(map(len, segments)) > 63 and any(len(s.encode()) > 255 for s in segments):
         return "a path segment is longer than 255 bytes"
-    if any(ord(c) < 32 or ord(c) == 127 for c in path):
+    if _CONTROL.search(path):
         return "the path contains control characters"
     return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -16,12 +17,29 @@ class SpooledBody(Protocol):
     def sha256(self) -> str: ...
 
 
+@dataclass(frozen=True)
+class BodyBytes:
+    """A small request body held in memory (the XML of PROPFIND, REPORT, LOCK, ...):
+    no temporary file for what is parsed at once. PUT bodies are spooled to disk."""
+
+    data: bytes
+    path: str = ""  # no file: read ``data``
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
 @dataclass
 class DavRequest:
     method: str
     path: str  # decoded URL path, e.g. "/dav/files/alice/a b.txt"
     headers: dict[str, str]  # lower-case names
-    body: SpooledBody | None  # spooled to disk by the HTTP layer
+    body: SpooledBody | None  # spooled to disk by the HTTP layer, or BodyBytes
     base_url: str  # "http://host:port", to resolve Destination headers
     user: str
 
@@ -34,6 +52,8 @@ class DavRequest:
             return b""
         if self.body.size > limit:
             raise DavError(413, f"XML request bodies are limited to {limit} bytes")
+        if isinstance(self.body, BodyBytes):
+            return self.body.data
         with open(self.body.path, "rb") as fh:
             return fh.read()
 

@@ -16,6 +16,7 @@ import zstandard
 from sqlalchemy.engine import Connection, Engine
 
 from safehold.core.model import Body
+from safehold.store import fastsql
 from safehold.store.schema import blob, blob_chunk
 
 CHUNK = 1 << 20  # 1 MiB of original bytes per row
@@ -54,8 +55,9 @@ class Spool:
 
 # Built once, so that SQLAlchemy reuses their compiled form (the PUT path).
 _EXISTS = sa.select(blob.c.hash).where(blob.c.hash == sa.bindparam("k_hash"))
-_INSERT_CHUNK = sa.insert(blob_chunk)
-_INSERT_BLOB = sa.insert(blob)
+_INSERT_CHUNK = fastsql.Statement(sa.insert(blob_chunk))
+_INSERT_BLOB = fastsql.Statement(sa.insert(blob))
+_F_EXISTS = fastsql.Statement(_EXISTS)
 
 
 def exists(conn: Connection, sha256: str) -> bool:
@@ -96,32 +98,42 @@ def store(engine: Engine, body: Body, write: Callable[[Callable[[Connection], No
 def store_bytes_in(conn: Connection, data: bytes) -> str:
     """Store a small body inside the caller's transaction; return its hash."""
     sha = hashlib.sha256(data).hexdigest()
-    if exists(conn, sha):
+    if fastsql.rows(conn, _F_EXISTS, {"k_hash": sha}):
         return sha
     comp = zstandard.ZstdCompressor(level=3)
-    rows = [{"hash": sha, "idx": i // CHUNK, "data": comp.compress(data[i:i + CHUNK])}
-            for i in range(0, max(len(data), 1), CHUNK)]
-    conn.execute(_INSERT_CHUNK, rows)
-    conn.execute(_INSERT_BLOB, dict(hash=sha, size=len(data), chunks=len(rows), codec=CODEC))
+    chunks = 0
+    for i in range(0, max(len(data), 1), CHUNK):
+        fastsql.execute(conn, _INSERT_CHUNK, {"hash": sha, "idx": i // CHUNK,
+                                              "data": comp.compress(data[i:i + CHUNK])})
+        chunks += 1
+    fastsql.execute(conn, _INSERT_BLOB, dict(hash=sha, size=len(data), chunks=chunks, codec=CODEC))
     return sha
+
+
+# Built once: building a select costs more than running it (a GET reads one chunk).
+_FIRST_CHUNK = (sa.select(blob.c.chunks, blob_chunk.c.data)
+                .join(blob_chunk, (blob_chunk.c.hash == blob.c.hash)
+                      & (blob_chunk.c.idx == sa.bindparam("k_idx")))
+                .where(blob.c.hash == sa.bindparam("k_hash")))
+_CHUNK = sa.select(blob_chunk.c.data).where(
+    (blob_chunk.c.hash == sa.bindparam("k_hash")) & (blob_chunk.c.idx == sa.bindparam("k_idx")))
+_F_FIRST_CHUNK = fastsql.Statement(_FIRST_CHUNK)
 
 
 def read(engine: Engine, sha256: str) -> Iterator[bytes]:
     """Yield the original bytes chunk by chunk (one short query per chunk)."""
     dec = zstandard.ZstdDecompressor()
     with engine.connect() as conn:
-        row = conn.execute(sa.select(blob.c.chunks, blob_chunk.c.data)
-                           .join(blob_chunk, (blob_chunk.c.hash == blob.c.hash) & (blob_chunk.c.idx == 0))
-                           .where(blob.c.hash == sha256)).first()
-    if row is None:
+        found = fastsql.rows(conn, _F_FIRST_CHUNK, {"k_hash": sha256, "k_idx": 0})
+    if not found:
         return
-    first = dec.decompress(row.data)
+    chunks, data = found[0]
+    first = dec.decompress(data)
     if first:
         yield first
-    for idx in range(1, row.chunks):
+    for idx in range(1, chunks):
         with engine.connect() as conn:
-            data = conn.execute(sa.select(blob_chunk.c.data).where(
-                (blob_chunk.c.hash == sha256) & (blob_chunk.c.idx == idx))).scalar_one()
+            data = conn.execute(_CHUNK, {"k_hash": sha256, "k_idx": idx}).scalar_one()
         out = dec.decompress(data)
         if out:
             yield out
@@ -131,6 +143,12 @@ def read_all(engine: Engine, sha256: str) -> bytes:
     return b"".join(read(engine, sha256))
 
 
+_READ_SMALL = (sa.select(blob_chunk.c.hash, blob_chunk.c.data)
+               .join(blob, blob.c.hash == blob_chunk.c.hash)
+               .where(blob_chunk.c.hash.in_(sa.bindparam("k_hashes", expanding=True)),
+                      blob.c.chunks == 1))
+
+
 def read_small(engine: Engine, hashes: list[str]) -> dict[str, bytes]:
     """Bodies of single-chunk blobs in one query per 500 (multiget, calendar-query);
     larger ones are left to ``read``."""
@@ -138,9 +156,7 @@ def read_small(engine: Engine, hashes: list[str]) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     with engine.connect() as conn:
         for i in range(0, len(hashes), 500):
-            rows = conn.execute(sa.select(blob_chunk.c.hash, blob_chunk.c.data)
-                                .join(blob, blob.c.hash == blob_chunk.c.hash)
-                                .where(blob_chunk.c.hash.in_(hashes[i:i + 500]), blob.c.chunks == 1))
+            rows = conn.execute(_READ_SMALL, {"k_hashes": hashes[i:i + 500]}).all()
             for h, data in rows:
                 out[h] = dec.decompress(data)
     return out

@@ -34,6 +34,13 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+def connection_idle(engine: Engine) -> bool:
+    """Whether a checkout now would find a pooled connection without waiting for one
+    (the HTTP layer reads on its event loop only then)."""
+    pool = engine.pool
+    return not isinstance(pool, sa.pool.QueuePool) or pool.checkedout() < pool.size()
+
+
 def create(url: str) -> Engine:
     """Create the engine for ``url`` (sqlite:///… or postgresql://…)."""
     if url.startswith("sqlite"):

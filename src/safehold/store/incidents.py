@@ -19,6 +19,23 @@ def _incident(r: Any) -> Incident:
                     state=r.state, resolved_at=r.resolved_at, undo_seq=r.undo_seq)
 
 
+def _recent(anonymous: bool) -> sa.Select[int, Any, Any]:
+    return (sa.select(sa.func.count(sa.distinct(version.c.path)), sa.func.min(version.c.seq),
+                      sa.func.max(version.c.seq))
+            .join(change, change.c.seq == version.c.seq)
+            .where(version.c.parent == sa.bindparam("k_parent"), version.c.deleted.is_(True),
+                   change.c.op == "delete", change.c.at >= sa.bindparam("k_since"),
+                   change.c.actor_id.is_(None) if anonymous
+                   else change.c.actor_id == sa.bindparam("k_actor"),
+                   change.c.user_agent == sa.bindparam("k_ua")))
+
+
+# Built once: every DELETE of a member runs both (building them cost more than running).
+_RECENT = {False: _recent(False), True: _recent(True)}
+_MEMBERS = sa.select(sa.func.count()).select_from(resource).where(
+    resource.c.parent == sa.bindparam("k_parent"))
+
+
 class Incidents:
     """What core.guard.GuardPort needs, on the store."""
 
@@ -28,23 +45,15 @@ class Incidents:
     def recent_deletes(self, collection: str, actor_id: int | None, user_agent: str,
                        since: float) -> tuple[int, int, int]:
         """(count, first seq, last seq) of member deletions by this client since ``since``."""
+        params = {"k_parent": collection, "k_since": since, "k_ua": user_agent, "k_actor": actor_id}
+
         def q(c: Connection) -> tuple[int, int, int]:
-            row = c.execute(
-                sa.select(sa.func.count(sa.distinct(version.c.path)), sa.func.min(version.c.seq),
-                          sa.func.max(version.c.seq))
-                .join(change, change.c.seq == version.c.seq)
-                .where(version.c.parent == collection, version.c.deleted.is_(True),
-                       change.c.op == "delete", change.c.at >= since,
-                       change.c.actor_id == actor_id if actor_id is not None
-                       else change.c.actor_id.is_(None),
-                       change.c.user_agent == user_agent)).one()
+            row = c.execute(_RECENT[actor_id is None], params).one()
             return int(row[0] or 0), int(row[1] or 0), int(row[2] or 0)
         return self.store._read(q)
 
     def member_count(self, collection: str) -> int:
-        return self.store._read(lambda c: int(c.execute(
-            sa.select(sa.func.count()).select_from(resource)
-            .where(resource.c.parent == collection)).scalar() or 0))
+        return self.store._read(lambda c: int(c.execute(_MEMBERS, {"k_parent": collection}).scalar() or 0))
 
     def find_open(self, collection: str, actor_id: int | None, user_agent: str) -> Incident | None:
         def q(c: Connection) -> Incident | None:

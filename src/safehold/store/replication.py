@@ -9,8 +9,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
+import zstandard
 from sqlalchemy.engine import Connection
 
+from safehold.store import blobs as blobs_mod
 from safehold.store.repo import Store
 from safehold.store.sla import CANARY_PREFIX
 from safehold.store.schema import (
@@ -108,6 +110,58 @@ def mark_blobs(store: Store, url: str, hashes: list[str]) -> None:
         store._write(tx)
 
 
+def _inline_key(url: str, snapshot_seq: int) -> str:
+    """``replica_blob`` rows under this key: small bodies a restore from the snapshot
+    at ``snapshot_seq`` onwards finds without another copy (backup/segment.py, the
+    dedupe rule). Keyed by that snapshot, so a newer snapshot starts a new set."""
+    return f"{url}#inline@{snapshot_seq}"
+
+
+def inline_known(store: Store, url: str, snapshot_seq: int, hashes: list[str]) -> set[str]:
+    return shipped_blobs(store, _inline_key(url, snapshot_seq), hashes)
+
+
+def mark_inline(store: Store, url: str, snapshot_seq: int, hashes: list[str]) -> None:
+    mark_blobs(store, _inline_key(url, snapshot_seq), hashes)  # one write per segment
+
+
+def reset_inline(store: Store, url: str, snapshot_seq: int | None,
+                 hashes: list[str] = []) -> None:  # noqa: B006 - never mutated
+    """Forget every other inline set of ``url``; then, for a new snapshot, record what
+    it carries (None: the replica was emptied or replaced, nothing is known).
+
+    In short transactions of at most ``_RESET_BATCH`` rows: a snapshot of 100,000 items
+    carries as many bodies, and one transaction over all of them held the write lock
+    for 20 s (other users' PUTs waited). Between the batches the new set is partial,
+    which only makes the shipper carry a body again, never leave one out."""
+    keep = _inline_key(url, snapshot_seq) if snapshot_seq is not None else None
+    prefix = replica_blob.c.url.startswith(f"{url}#inline@", autoescape=True)
+    stale = prefix if keep is None else prefix & (replica_blob.c.url != keep)
+    while True:
+        rows = store._read(lambda c: c.execute(
+            sa.select(replica_blob.c.url, replica_blob.c.hash).where(stale)
+            .limit(_RESET_BATCH)).all())
+        if not rows:
+            break
+        by_url: dict[str, list[str]] = {}
+        for u, h in rows:
+            by_url.setdefault(u, []).append(h)
+        for u, hs in by_url.items():
+            unmark_blobs(store, u, hs)
+    if keep is not None:
+        unique = sorted(set(hashes))
+        for i in range(0, len(unique), _RESET_BATCH):
+            mark_blobs(store, keep, unique[i:i + _RESET_BATCH])
+
+
+_RESET_BATCH = 1000
+
+
+def small_bodies(store: Store, hashes: list[str]) -> dict[str, bytes]:
+    """The original bytes of single-chunk bodies (what segments carry inline)."""
+    return blobs_mod.read_small(store.engine, hashes)
+
+
 def replica_blob_hashes(store: Store, url: str) -> list[str]:
     return store._read(lambda c: list(c.execute(
         sa.select(replica_blob.c.hash).where(replica_blob.c.url == url)).scalars()))
@@ -164,10 +218,41 @@ def set_meta(store: Store, key: str, value: str) -> None:
 
 # -- loading (restore) ------------------------------------------------------------
 
-def load(store: Store, tables: dict[str, list[dict[str, Any]]], upto: int | None = None) -> None:
+def _insert_bodies(c: Connection, bodies: list[tuple[str, bytes]]) -> int:
+    """Store bodies (original bytes) unless present; the caller checked each against
+    its hash. Returns the bytes of the bodies stored."""
+    have: set[str] = set()
+    names = sorted({h for h, _ in bodies})
+    for i in range(0, len(names), 500):
+        have |= set(c.execute(sa.select(blob.c.hash).where(blob.c.hash.in_(names[i:i + 500])))
+                    .scalars())
+    comp = zstandard.ZstdCompressor(level=3)
+    chunk_rows: list[dict[str, Any]] = []
+    blob_rows_: list[dict[str, Any]] = []
+    stored = 0
+    for sha, data in bodies:
+        if sha in have:
+            continue
+        have.add(sha)
+        parts = [data[i:i + blobs_mod.CHUNK] for i in range(0, max(len(data), 1), blobs_mod.CHUNK)]
+        chunk_rows += [{"hash": sha, "idx": i, "data": comp.compress(p)} for i, p in enumerate(parts)]
+        blob_rows_.append({"hash": sha, "size": len(data), "chunks": len(parts),
+                           "codec": blobs_mod.CODEC})
+        stored += len(data)
+    for i in range(0, len(chunk_rows), 1000):
+        c.execute(sa.insert(blob_chunk), chunk_rows[i:i + 1000])
+    for i in range(0, len(blob_rows_), 1000):
+        c.execute(sa.insert(blob), blob_rows_[i:i + 1000])
+    return stored
+
+
+def load(store: Store, tables: dict[str, list[dict[str, Any]]], upto: int | None = None,
+         bodies: list[tuple[str, bytes]] | None = None) -> int:
     """Insert dumped rows (skipping any already present, so segments may overlap a
-    snapshot) in one transaction."""
-    def tx(c: Connection) -> None:
+    snapshot) and ``bodies`` (sha256, original bytes) in one transaction. Returns the
+    bytes of the bodies stored."""
+    def tx(c: Connection) -> int:
+        stored = _insert_bodies(c, bodies) if bodies else 0
         if "principal" in tables:
             for row in tables["principal"]:
                 if c.execute(sa.update(principal).where(principal.c.id == row["id"])
@@ -192,7 +277,8 @@ def load(store: Store, tables: dict[str, list[dict[str, Any]]], upto: int | None
             rows = [r for r in tables.get("version", []) if have < r["seq"] <= last]
             for i in range(0, len(rows), 1000):
                 c.execute(sa.insert(version), rows[i:i + 1000])
-    store._write(tx)
+        return stored
+    return store._write(tx)
 
 
 def load_blob(store: Store, row: dict[str, Any], chunk_data: list[bytes]) -> None:
@@ -202,12 +288,24 @@ def load_blob(store: Store, row: dict[str, Any], chunk_data: list[bytes]) -> Non
 def load_blobs(store: Store, items: list[tuple[dict[str, Any], list[bytes]]]) -> None:
     """Several bodies in one transaction (one fsync, not one per body)."""
     def tx(c: Connection) -> None:
+        names = sorted({row["hash"] for row, _ in items})
+        have: set[str] = set()
+        for i in range(0, len(names), 500):
+            have |= set(c.execute(sa.select(blob.c.hash).where(
+                blob.c.hash.in_(names[i:i + 500]))).scalars())
+        chunk_rows: list[dict[str, Any]] = []
+        rows: list[dict[str, Any]] = []
         for row, chunk_data in items:
-            if c.execute(sa.select(blob.c.hash).where(blob.c.hash == row["hash"])).first():
+            if row["hash"] in have:
                 continue
-            c.execute(sa.insert(blob_chunk), [{"hash": row["hash"], "idx": i, "data": d}
-                                              for i, d in enumerate(chunk_data)])
-            c.execute(sa.insert(blob).values(**row))
+            have.add(row["hash"])
+            chunk_rows += [{"hash": row["hash"], "idx": i, "data": d}
+                           for i, d in enumerate(chunk_data)]
+            rows.append(row)
+        for i in range(0, len(chunk_rows), 100):  # chunks are up to 1 MiB each
+            c.execute(sa.insert(blob_chunk), chunk_rows[i:i + 100])
+        for i in range(0, len(rows), 1000):
+            c.execute(sa.insert(blob), rows[i:i + 1000])
     if items:
         store._write(tx)
 
@@ -231,6 +329,16 @@ def rebuild_heads(store: Store) -> list[tuple[str, str, str | None]]:
         kinds = {r.path: r.kind for r in rows}
         return [(r.path, kinds.get(r.parent, ""), r.blob_hash) for r in rows if r.kind == "item"]
     return store._write(tx)
+
+
+def present_blobs(store: Store, hashes: list[str]) -> set[str]:
+    def q(c: Connection) -> set[str]:
+        out: set[str] = set()
+        for i in range(0, len(hashes), 500):
+            out |= set(c.execute(sa.select(blob.c.hash).where(
+                blob.c.hash.in_(hashes[i:i + 500]))).scalars())
+        return out
+    return store._read(q)
 
 
 def referenced_blobs(store: Store) -> list[str]:

@@ -128,6 +128,9 @@ item_index = sa.Table(
     sa.Column("start", sa.Float, nullable=True),  # UTC epoch; NULL: unbounded
     sa.Column("end", sa.Float, nullable=True),
     sa.Column("recurring", sa.Boolean, nullable=False),
+    # Revision 0006: a recurring event's instances, "start,end;..." in UTC epoch seconds
+    # (core.formats.ical_spans); NULL: not expanded, a query parses the object.
+    sa.Column("instances", sa.Text, nullable=True),
     sa.Index("ix_item_index_uid", "collection", "uid"),
     sa.Index("ix_item_index_range", "collection", "component", "start"),
 )

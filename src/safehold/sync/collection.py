@@ -41,8 +41,9 @@ def handle(req: DavRequest, backend: DavBackend, node: Node, root: etree._Elemen
     # report a newer version than the token covers, and the next sync would report
     # it again.
     changes, new_token, truncated = backend.changes(node, token or None, limit)
-    out = [multistatus.status_response(href(h), 404) if member is None
-           else propfind.response_for(member, backend, "prop", names)
+    found = iter(propfind.responses_for([m for _, m in changes if m is not None], backend,
+                                        "prop", names))
+    out = [multistatus.status_response(href(h), 404) if member is None else next(found)
            for h, member in changes]
     if truncated:
         # RFC 6578 §3.6: tell the client there is more; it asks again with the new token.

@@ -12,7 +12,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from safehold.backup import drill as drill_mod
+from safehold.backup import child_process
 from safehold.backup.replica_client import ReplicaClient, open_replica
 from safehold.backup.status import Status
 from safehold.core import users
@@ -169,7 +169,7 @@ def run_drill(web: Web, req: Request) -> Response:
         results = []
         for i, replica in enumerate(replicas):
             job.progress(i, len(replicas), f"restoring {replica.url} into a scratch database")
-            results += drill_mod.drill(web.store, replica, key)
+            results += child_process.drill(web.deps.settings, web.store, replica, key)
         job.progress(len(replicas), len(replicas))
         job.result = {"results": [r.__dict__ for r in results]}
         bad = [r for r in results if not r.ok]

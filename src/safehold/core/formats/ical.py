@@ -22,6 +22,7 @@ from dateutil.rrule import rrulestr
 from safehold.core.formats.ical_expand import expand, limit_recurrence_set
 from safehold.core.formats.ical_filter import CompFilter, ParamFilter, PropFilter, TimeRange, matches
 from safehold.core.formats.ical_freebusy import freebusy
+from safehold.core.formats.ical_spans import Spans, event_spans
 from safehold.core.formats.ical_instances import (
     RecurrenceSet,
     Time,
@@ -76,6 +77,8 @@ class CalendarInfo:
     start: datetime | None
     end: datetime | None
     recurring: bool
+    # A recurring VEVENT's instances, when they decide time-range queries exactly (ical_spans).
+    spans: Spans | None = None
 
 
 def inspect_calendar(data: bytes) -> CalendarInfo:
@@ -89,10 +92,11 @@ def inspect_calendar(data: bytes) -> CalendarInfo:
     for comp in components:
         _check_component(comp)
     recurring = is_recurring_set(components)
-    if recurring:
-        RecurrenceSet(components, None)  # what is accepted must be expandable when a query meets it
+    # What is accepted must be expandable when a query meets it.
+    recurrence = RecurrenceSet(components, None) if recurring else None
     start, end = _bounds(components)
-    return CalendarInfo(components[0].name, str(components[0]["UID"]), start, end, recurring)
+    spans = event_spans(components, recurrence, start, end) if recurrence else None
+    return CalendarInfo(components[0].name, str(components[0]["UID"]), start, end, recurring, spans)
 
 
 def _object_components(cal: Any) -> list[Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 from email.utils import formatdate
 
-from safehold.dav.backend import DavBackend
+from safehold.dav.backend import DavBackend, Node
 from safehold.dav.conditions import check_etag_preconditions
 from safehold.dav.errors import DavError
 from safehold.dav.paths import href
@@ -18,6 +18,21 @@ def handle(req: DavRequest, backend: DavBackend) -> DavResponse:
     node = backend.get(req.path)
     if node is None:
         raise DavError(404, "not found")
+    return answer(req, backend, node)
+
+
+def quick(req: DavRequest, backend: DavBackend) -> DavResponse | None:
+    """The answer if it costs one lookup and at most one small body, else None (a
+    collection lists its members; a large body streams): see handler.quick."""
+    node = backend.get(req.path)
+    if node is None:
+        raise DavError(404, "not found")
+    if node.is_collection or node.size > SMALL:
+        return None
+    return answer(req, backend, node)
+
+
+def answer(req: DavRequest, backend: DavBackend, node: Node) -> DavResponse:
     check_etag_preconditions(req, node)
     headers = [("Last-Modified", formatdate(node.modified_at, usegmt=True))]
     if not node.virtual:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from safehold.dav import multistatus, props, xml
+from safehold.dav import fragments, multistatus, props, xml
 from safehold.dav.backend import DavBackend, Node
 from safehold.dav.errors import DavError
 from safehold.dav.paths import href
@@ -67,6 +67,36 @@ def response_for(node: Node, backend: DavBackend, mode: str, names: list[str],
     return multistatus.response(href(node.href), found, missing)
 
 
+def cacheable(mode: str, names: list[str]) -> tuple[str, ...] | None:
+    """The names as a cache key (see dav/fragments.py) when every one of them is
+    computed from the member's own version alone, else None. Locks, sync tokens and
+    privileges depend on more than that and are never cached."""
+    if mode != "prop":
+        return None
+    for name in names:
+        if name not in props.FAST and (name in props.LIVE or name in props.DERIVED):
+            return None
+    return tuple(names)
+
+
+def responses_for(nodes: list[Node], backend: DavBackend, mode: str, names: list[str]) -> list[str]:
+    """``response_for`` of many members (a listing), through the fragment cache."""
+    key_names = cacheable(mode, names)
+    if key_names is None:
+        return [response_for(n, backend, mode, names) for n in nodes]
+    cache = fragments.members
+    out = []
+    for node in nodes:
+        key = (node.href, node.etag, key_names)
+        text = cache.get(key)
+        if text is None:
+            text = response_for(node, backend, mode, names)
+            if not node.virtual:
+                cache.put(key, text)
+        out.append(text)
+    return out
+
+
 def handle(req: DavRequest, backend: DavBackend) -> DavResponse:
     d = depth(req)
     mode, names = parse_request(req.body_bytes())
@@ -75,5 +105,5 @@ def handle(req: DavRequest, backend: DavBackend) -> DavResponse:
         raise DavError(404, "not found")
     out = [response_for(node, backend, mode, names)]
     if d == 1 and node.is_collection:
-        out += [response_for(child, backend, mode, names) for child in backend.children(node)]
+        out += responses_for(backend.children(node), backend, mode, names)
     return DavResponse(207, [multistatus.CONTENT_TYPE], multistatus.document(out))

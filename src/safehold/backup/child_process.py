@@ -1,0 +1,118 @@
+"""The server's two big backup jobs, each in a child process: restore drills and
+snapshots.
+
+A drill restores the replica into a scratch database and digests both sides at one
+seq; a snapshot reads the whole change log and version table (and, in format 2, the
+small bodies) into one object. For a server of 100,000 items either holds a few
+hundred MB for a while, and in the serving process that memory would stay: CPython
+and glibc rarely hand freed memory back to the OS, so the server's resident size would
+carry the peak of every drill and snapshot. A child process started fresh (``spawn``:
+no copy of the server's memory, no threads inherited mid-lock) opens the store and the
+backup key itself from the same settings, does the job with the same code as
+`safehold drill` / `safehold backup now`, returns a small result and exits; its memory
+goes back to the OS. It dies with the server (PR_SET_PDEATHSIG), so a killed server
+never leaves a child writing to its replica.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import TypeVar
+
+from safehold import __version__
+from safehold.backup import drill as drill_mod
+from safehold.backup import setup
+from safehold.backup.crypto import Key
+from safehold.backup.drill import DrillResult
+from safehold.backup.replica_client import ReplicaClient, open_replica
+from safehold.backup.shipper import Shipper
+from safehold.config import Settings
+from safehold.errors import ConfigError, SafeholdError
+from safehold.store import engine as engine_mod
+from safehold.store.repo import Store
+
+T = TypeVar("T")
+_PR_SET_PDEATHSIG = 1
+
+
+def drill(settings: Settings, store: Store, replica: ReplicaClient, key: Key) -> list[DrillResult]:
+    """Drill ``replica`` in a child process; a ``memory://`` replica (tests) lives only
+    in this process, so it is drilled here."""
+    if replica.url.startswith("memory://"):
+        return drill_mod.drill(store, replica, key)
+    return _in_child(_drill_child, settings, replica.url, key.fingerprint)
+
+
+def snapshot(settings: Settings, fingerprint: str, replica_url: str, seq: int) -> str:
+    """Write the snapshot at ``seq`` to the replica from a child process (the caller
+    holds the shipping turn, so no other shipper writes the manifest meanwhile);
+    returns its name. The caller's copy of the manifest is stale afterwards."""
+    return _in_child(_snapshot_child, settings, replica_url, fingerprint, seq)
+
+
+def _in_child(fn: Callable[..., T], *args: object) -> T:
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_die_with_parent,
+                             initargs=(os.getpid(),)) as pool:
+        try:
+            return pool.submit(_checked, __version__, fn, *args).result()
+        except BrokenProcessPool as exc:
+            # A SafeholdError, so that the shipper and the drill schedule record it and
+            # retry at their next pass instead of their thread dying.
+            raise SafeholdError(f"the child process for {fn.__name__.strip('_')} died before it "
+                                "finished (killed, or out of memory); it is retried at the next "
+                                "pass") from exc
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """SIGKILL this child when the server dies; and exit now if it died while this
+    child was still starting (before the request below could take effect)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+def _checked(parent_version: str, fn: Callable[..., T], *args: object) -> T:
+    if __version__ != parent_version:
+        # A child imports the code installed now: after an upgrade in place it would
+        # write with a release the running server (and its schema) may not match.
+        raise ConfigError(f"safehold {__version__} is installed but the server runs "
+                          f"{parent_version}; restart the server (docs/upgrades.md)")
+    return fn(*args)
+
+
+def _open(settings: Settings, fingerprint: str) -> tuple[Store, Key]:
+    store = Store(engine_mod.create(settings.db_url()), settings.tmp_dir)
+    key = setup.resolve(settings, store).key
+    if key is None or key.fingerprint != fingerprint:
+        store.engine.dispose()
+        raise ConfigError("the backup child process could not load the key the server uses; "
+                          "check the key file (docs/backups.md)")
+    return store, key
+
+
+def _drill_child(settings: Settings, replica_url: str, fingerprint: str) -> list[DrillResult]:
+    store, key = _open(settings, fingerprint)
+    try:
+        return drill_mod.drill(store, open_replica(replica_url), key)
+    finally:
+        store.engine.dispose()
+
+
+def _snapshot_child(settings: Settings, replica_url: str, fingerprint: str, seq: int) -> str:
+    store, key = _open(settings, fingerprint)
+    try:
+        replica = open_replica(replica_url)
+        shipper = Shipper(store, key, [replica], store.lineage(), settings.snapshot_every)
+        return shipper.snapshot(replica, shipper._manifest(replica), seq)
+    finally:
+        store.engine.dispose()

@@ -1,0 +1,82 @@
+"""The PUT path's statements, run on the DB-API cursor directly.
+
+SQLAlchemy Core spends ~35 µs of CPU per ``Connection.execute`` (execution context,
+result metadata, parameter processing) where the driver itself needs ~3 µs, and a PUT
+runs about ten statements: py-spy of a server under the PUT benchmark put three
+quarters of the write transaction's samples in that machinery. The statements stay
+SQLAlchemy constructs, compiled once per dialect and set of parameters, so the SQL is
+exactly what SQLAlchemy would send; only the execution is direct. They run inside the
+caller's transaction (the same DB-API connection), and driver errors are translated
+into SQLAlchemy's exceptions, so ``Store._write`` handles them as before (a failed
+fsync still stops the process).
+
+Only for columns whose types need no bind or result processing: text, numbers, bytes
+and booleans (both drivers take a Python bool).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+
+class Statement:
+    """One SQLAlchemy statement with its compiled SQL per dialect and parameter set."""
+
+    def __init__(self, stmt: Any) -> None:
+        self.stmt = stmt
+        self._compiled: dict[tuple[str, tuple[str, ...]], tuple[str, tuple[str, ...] | None]] = {}
+
+    def sql(self, dialect: sa.engine.Dialect, keys: tuple[str, ...]) -> tuple[str, tuple[str, ...] | None]:
+        """(SQL text, parameter names in order for a positional paramstyle, else None)."""
+        found = self._compiled.get((dialect.name, keys))
+        if found is None:
+            compiled = self.stmt.compile(dialect=dialect, column_keys=list(keys))
+            order = tuple(compiled.positiontup or ()) if compiled.positional else None
+            found = self._compiled[(dialect.name, keys)] = (compiled.string, order)
+        return found
+
+
+def _run(conn: Connection, st: Statement, params: Mapping[str, Any]) -> Any:
+    sql, order = st.sql(conn.dialect, tuple(sorted(params)))
+    args: Sequence[Any] | Mapping[str, Any] = params if order is None else [params[k] for k in order]
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    cur = dbapi.cursor()
+    try:
+        cur.execute(sql, args)
+    except conn.dialect.loaded_dbapi.Error as exc:
+        cur.close()
+        raise sa.exc.DBAPIError.instance(sql, args, exc, conn.dialect.loaded_dbapi.Error) from exc
+    return cur
+
+
+def rows(conn: Connection, st: Statement, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    """All rows of a query (or of an INSERT … RETURNING)."""
+    cur = _run(conn, st, params)
+    try:
+        return [tuple(r) for r in cur.fetchall()]
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise sa.exc.DBAPIError.instance(st.stmt, params, exc, conn.dialect.loaded_dbapi.Error) from exc
+    finally:
+        cur.close()
+
+
+def execute(conn: Connection, st: Statement, params: Mapping[str, Any]) -> int:
+    """Run a statement that returns no rows; the number of rows it changed."""
+    cur = _run(conn, st, params)
+    try:
+        return int(cur.rowcount)
+    finally:
+        cur.close()
+
+
+def raw(conn: Connection, sql: str) -> None:
+    """A statement without parameters or rows (SAVEPOINT and friends)."""
+    execute(conn, _RAW.setdefault(sql, Statement(sa.text(sql))), {})
+
+
+_RAW: dict[str, Statement] = {}
