@@ -23,12 +23,21 @@ def _recent(anonymous: bool) -> sa.Select[int, Any, Any]:
     return (sa.select(sa.func.count(sa.distinct(version.c.path)), sa.func.min(version.c.seq),
                       sa.func.max(version.c.seq))
             .join(change, change.c.seq == version.c.seq)
-            .where(version.c.parent == sa.bindparam("k_parent"), version.c.deleted.is_(True),
+            .where(version.c.parent == sa.bindparam("k_parent"), version.c.seq > sa.bindparam("k_after"),
+                   version.c.deleted.is_(True),
                    change.c.op == "delete", change.c.at >= sa.bindparam("k_since"),
                    change.c.actor_id.is_(None) if anonymous
                    else change.c.actor_id == sa.bindparam("k_actor"),
                    change.c.user_agent == sa.bindparam("k_ua")))
 
+
+# The newest change older than the window: walking the change log backwards from its end
+# stops there, so the version range scanned is the window's, not the collection's whole
+# history (at N = 100,000 a DELETE scanned every version row of the collection: 133 ms).
+# Seqs are drawn in commit order and stamped with the clock, so a change inside the window
+# has a higher seq (a clock stepped backwards can only make the window shorter).
+_BEFORE_WINDOW = (sa.select(change.c.seq).where(change.c.at < sa.bindparam("k_since"))
+                  .order_by(change.c.seq.desc()).limit(1))
 
 # Built once: every DELETE of a member runs both (building them cost more than running).
 _RECENT = {False: _recent(False), True: _recent(True)}
@@ -48,7 +57,8 @@ class Incidents:
         params = {"k_parent": collection, "k_since": since, "k_ua": user_agent, "k_actor": actor_id}
 
         def q(c: Connection) -> tuple[int, int, int]:
-            row = c.execute(_RECENT[actor_id is None], params).one()
+            after = c.execute(_BEFORE_WINDOW, {"k_since": since}).scalar()
+            row = c.execute(_RECENT[actor_id is None], {**params, "k_after": int(after or 0)}).one()
             return int(row[0] or 0), int(row[1] or 0), int(row[2] or 0)
         return self.store._read(q)
 
