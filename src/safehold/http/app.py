@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, unquote_to_bytes
 
 import anyio
 
-from safehold import __version__
+from safehold import __version__, asgi
 from safehold.config import Settings
 from safehold.core.model import Actor
 from safehold import caldav, carddav
@@ -473,19 +473,12 @@ class App:
 
 async def _read_small_body(receive: Receive, limit: int) -> BodyBytes:
     """An XML body (at most max_xml_bytes), in memory: parsed at once, never stored."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise DavError(400, "the client went away")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise DavError(413, f"the request body is larger than the limit of {limit} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return BodyBytes(b"".join(chunks))
+    try:
+        return BodyBytes(await asgi.read_limited(receive, limit))
+    except asgi.ClientGone:
+        raise DavError(400, "the client went away") from None
+    except asgi.BodyTooLarge:
+        raise DavError(413, f"the request body is larger than the limit of {limit} bytes") from None
 
 
 def _regression(store: Store, key: Key, replicas: list[ReplicaClient], lineage: str) -> str | None:

@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, quote
 import anyio
 import jinja2
 
-from safehold import __version__
+from safehold import __version__, asgi
 from safehold.backup.setup import BackupConfig
 from safehold.backup.shipper import Shipper
 from safehold.backup.status import Status
@@ -323,19 +323,12 @@ async def _read_body(receive: Callable[[], Awaitable[dict[str, Any]]], headers: 
     length = headers.get("content-length")
     if length is not None and (not length.isdigit() or int(length) > MAX_FORM_BYTES):
         raise HttpError(413, f"forms are limited to {MAX_FORM_BYTES // 1024} KiB")
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise HttpError(400, "the client went away")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_FORM_BYTES:
-            raise HttpError(413, f"forms are limited to {MAX_FORM_BYTES // 1024} KiB")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+    try:
+        return await asgi.read_limited(receive, MAX_FORM_BYTES)
+    except asgi.ClientGone:
+        raise HttpError(400, "the client went away") from None
+    except asgi.BodyTooLarge:
+        raise HttpError(413, f"forms are limited to {MAX_FORM_BYTES // 1024} KiB") from None
 
 
 def _static(name: str) -> Response:
