@@ -12,6 +12,8 @@ import json
 import os
 import shutil
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +21,7 @@ import pytest
 
 from safehold.backup import drill as drill_mod
 from safehold.backup import manifest as manifest_mod
+from safehold.backup import retention as replica_retention
 from safehold.backup import segment
 from safehold.backup.crypto import CorruptObject, Key, read_kit
 from safehold.backup.replica_client import ReplicaClient, open_replica
@@ -277,5 +280,77 @@ def test_restoring_one_user_keeps_a_body_another_user_shipped_first(tmp_path: Pa
             assert blobs.read_all(engine, _sha(shared)) == shared
         finally:
             engine.dispose()
+    finally:
+        store.engine.dispose()
+
+
+@pytest.mark.parametrize("database", DATABASES)
+def test_segments_ship_while_a_snapshot_is_built(database: str, tmp_path: Path,
+                                                 request: pytest.FixtureRequest) -> None:
+    """A scheduled snapshot is built in the background (a child process in the server;
+    a gated thread here): segments keep shipping meanwhile, and they carry every small
+    body -- X's version was pruned before the new snapshot P1, so P1 lacks X, while the
+    set known from the old snapshot P0 has it; leaving X out of the segment after P1
+    would lose it once retention deletes everything before P1. Once P1 is named, a body
+    it carries (Y) is not shipped again, and the chain from P1 alone restores."""
+    data = tmp_path / "data"
+    env = env_for(database, request)
+    add_user(data, "alice", env=env)
+    srv = Server(data, env=env)
+    x, y = card(1, "-x"), card(2, "-y")
+    _put(srv, {f"{BOOK}/a.vcf": x, f"{BOOK}/c.vcf": y})
+    store = Store(engine_mod.create(srv.database_url), data / "tmp")
+    try:
+        key = Key(base64.b64decode((data / "backup.key").read_text()))
+        url = f"file://{tmp_path / 'offsite'}"
+        replica = open_replica(url)
+        shipper = Shipper(store, key, [replica], store.lineage(), snapshot_every=1)
+        shipper.ship_all(snapshot=True)  # P0 carries X and Y
+        _put(srv, {f"{BOOK}/a.vcf": card(1, "-z")})  # X's version is superseded...
+        cli(data, "prune", env={**env, "SAFEHOLD_RETENTION_DAYS": "0"})  # ...and pruned
+
+        gate, started = threading.Event(), threading.Event()
+
+        def build(at_url: str, seq: int) -> dict[str, object]:
+            started.set()
+            assert gate.wait(60)
+            found = manifest_mod.read(replica, key)
+            assert found is not None and at_url == url
+            return shipper.build_snapshot(replica, found, seq)
+
+        shipper.snapshot_in = build
+        shipper.ship_all()  # ships the rewrite of a.vcf, then starts P1 in the background
+        assert started.wait(30)
+        p1_seq = store.last_seq()
+        _put(srv, {f"{BOOK}/b.vcf": x})  # X again, while P1 is in flight
+        shipper.ship_all()
+        man = manifest_mod.read(replica, key)
+        assert man is not None and man.high_water == store.last_seq()  # shipping went on
+        assert max(int(s["seq"]) for s in man.snapshots) < p1_seq  # P1 not named yet
+        assert _sha(x) in _inline(_segments(replica, key)[-1])
+
+        gate.set()
+        deadline = time.monotonic() + 60
+        while max(int(s["seq"]) for s in man.snapshots) < p1_seq:
+            assert time.monotonic() < deadline, "the snapshot was never named"
+            time.sleep(0.1)
+            shipper.ship_all()
+            man = manifest_mod.read(replica, key)
+            assert man is not None
+        p1 = segment.decode(key, segment.snapshot_name(p1_seq),
+                            replica.get(segment.snapshot_name(p1_seq)))
+        assert _sha(y) in _inline(p1) and _sha(x) not in _inline(p1)
+        _put(srv, {"/dav/files/alice/d.vcf": y})  # P1 carries Y: not shipped again
+        shipper.ship_all()
+        assert _sha(y) not in _inline(_segments(replica, key)[-1])
+
+        plan = replica_retention.run(store, replica, key, 1, 0.0)
+        assert plan.proven and plan.deleted, plan.detail
+        assert not [r for r in (segment.parse_segment(o.path) for o in replica.list("segments/"))
+                    if r and r.last <= p1_seq]  # everything before P1 is gone
+        digest, restored, _ = _restore_digest(replica, key, store.last_seq())
+        assert digest == rep.digest_at(store, store.last_seq())
+        assert restored[_sha(x)] == x and restored[_sha(y)] == y
+        assert drill_mod.verify(replica, key) == []
     finally:
         store.engine.dispose()

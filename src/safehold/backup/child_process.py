@@ -24,7 +24,7 @@ import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from safehold import __version__
 from safehold.backup import drill as drill_mod
@@ -50,10 +50,10 @@ def drill(settings: Settings, store: Store, replica: ReplicaClient, key: Key) ->
     return _in_child(_drill_child, settings, replica.url, key.fingerprint)
 
 
-def snapshot(settings: Settings, fingerprint: str, replica_url: str, seq: int) -> str:
-    """Write the snapshot at ``seq`` to the replica from a child process (the caller
-    holds the shipping turn, so no other shipper writes the manifest meanwhile);
-    returns its name. The caller's copy of the manifest is stale afterwards."""
+def snapshot(settings: Settings, fingerprint: str, replica_url: str, seq: int
+             ) -> dict[str, Any]:
+    """Build and upload the snapshot at ``seq`` from a child process and return its
+    manifest entry (Shipper.build_snapshot); the shipper names it in the manifest."""
     return _in_child(_snapshot_child, settings, replica_url, fingerprint, seq)
 
 
@@ -108,11 +108,12 @@ def _drill_child(settings: Settings, replica_url: str, fingerprint: str) -> list
         store.engine.dispose()
 
 
-def _snapshot_child(settings: Settings, replica_url: str, fingerprint: str, seq: int) -> str:
+def _snapshot_child(settings: Settings, replica_url: str, fingerprint: str, seq: int
+                    ) -> dict[str, Any]:
     store, key = _open(settings, fingerprint)
     try:
         replica = open_replica(replica_url)
         shipper = Shipper(store, key, [replica], store.lineage(), settings.snapshot_every)
-        return shipper.snapshot(replica, shipper._manifest(replica), seq)
+        return shipper.build_snapshot(replica, shipper._manifest(replica), seq)
     finally:
         store.engine.dispose()

@@ -21,7 +21,9 @@ blob objects. A format-1 plaintext is the JSON header alone (no inline bodies).
 Which bodies a segment carries (the dedupe rule, backup/shipper.py): a small body is
 left out only when a restore from the newest snapshot onwards finds it anyway — the
 newest snapshot carries it (a snapshot carries every small body its unpruned versions
-reference), or a segment after that snapshot carried it. So deleting a segment whose
+reference), or a segment after that snapshot carried it; and while a newer snapshot
+is being built, nothing is left out (it may lack bodies of versions pruned before it,
+and once named it is the newest). So deleting a segment whose
 bodies a kept version still needs is safe once a newer snapshot exists, and replica
 retention proves that by restoring the kept chain before it deletes anything."""
 

@@ -41,6 +41,18 @@ class ShipResult:
     blobs: int
 
 
+@dataclass
+class _Build:
+    """A snapshot being built and uploaded by a child process while segments ship."""
+    seq: int
+    thread: threading.Thread
+    entry: dict[str, Any] | None = None
+    error: BaseException | None = None
+
+
+SNAPSHOT_RETRY_SECONDS = 60.0  # after a failed background snapshot
+
+
 class Shipper:
     def __init__(self, store: Store, key: Key, replicas: list[ReplicaClient], lineage: str,
                  snapshot_every: int = 5000, clock: Callable[[], float] = time.time) -> None:
@@ -56,9 +68,13 @@ class Shipper:
         self._progress = threading.Condition()
         self._thread: threading.Thread | None = None
         self._accounts: dict[str, tuple[int, str | None]] = {}
-        # The server sets this: write scheduled snapshots from a child process
+        # The server sets this: build scheduled snapshots in a child process
         # (backup/child_process.py), so that the serving process never holds a whole log.
-        self.snapshot_in: Callable[[str, int], str] | None = None
+        # It returns the manifest entry of the uploaded snapshot (build_snapshot); the
+        # shipper keeps shipping meanwhile and names it in the manifest when it is done.
+        self.snapshot_in: Callable[[str, int], dict[str, Any]] | None = None
+        self._building: dict[str, _Build] = {}  # replica url -> the snapshot in flight
+        self._snapshot_failed_at: dict[str, float] = {}
 
     # -- one replica, one pass ------------------------------------------------------
 
@@ -77,6 +93,7 @@ class Shipper:
                   ) -> ShipResult:
         state = rep.replica_row(self.store, replica.url)
         man = self._manifest(replica)
+        self._finish_snapshot(replica, man)
         # The manifest is the truth about what the replica holds, not our own row: a
         # process killed after writing the manifest but before saving its row would
         # otherwise ship an overlapping segment (a duplicate) at its next start. When
@@ -99,11 +116,17 @@ class Shipper:
                 if shipped == 0:
                     # A new, emptied or replaced replica holds no body: forget what an
                     # earlier one carried inline.
-                    rep.reset_inline(self.store, replica.url, None)
+                    rep.forget_inline(self.store, replica.url, keep=None)
             first, last = int(changes[0]["seq"]), int(changes[-1]["seq"])
             hashes = sorted({v["blob_hash"] for v in batch["version"] if v["blob_hash"]})
             snap_seq = self._newest_snapshot(man)
-            inline, object_rows = self._pack(replica, snap_seq, rep.blob_rows(self.store, hashes))
+            # While a newer snapshot is in flight, carry every small body: the set known
+            # from the current snapshot onwards may hold bodies the new one leaves out
+            # (their versions were pruned before it), and once it is named, retention may
+            # delete everything before it.
+            dedupe = replica.url not in self._building
+            inline, object_rows = self._pack(replica, snap_seq, rep.blob_rows(self.store, hashes),
+                                             dedupe)
             blobs += self._ship_blobs(replica, [r["hash"] for r in object_rows])
             name = segment.segment_name(first, last)
             digest = batch.pop("accounts_digest")
@@ -141,14 +164,16 @@ class Shipper:
     def _newest_snapshot(man: manifest_mod.Manifest) -> int:
         return max([int(s["seq"]) for s in man.snapshots] or [0])
 
-    def _pack(self, replica: ReplicaClient, snap_seq: int, rows: list[dict[str, Any]]
-              ) -> tuple[list[tuple[str, bytes]], list[dict[str, Any]]]:
+    def _pack(self, replica: ReplicaClient, snap_seq: int, rows: list[dict[str, Any]],
+              dedupe: bool = True) -> tuple[list[tuple[str, bytes]], list[dict[str, Any]]]:
         """Split a segment's bodies: small ones not yet findable from the newest
-        snapshot onwards travel inline (up to the segment's budget); the rows of the
-        rest -- large bodies, and small ones past the budget -- name blob objects."""
+        snapshot onwards (all of them unless ``dedupe``) travel inline (up to the
+        segment's budget); the rows of the rest -- large bodies, and small ones past the
+        budget -- name blob objects."""
         small = [r["hash"] for r in rows if int(r["size"]) <= segment.INLINE_MAX
                  and int(r["chunks"]) == 1]
-        known = rep.inline_known(self.store, replica.url, snap_seq, small) if small else set()
+        known = (rep.inline_known(self.store, replica.url, snap_seq, small)
+                 if small and dedupe else set())
         todo = [h for h in small if h not in known]
         data = rep.small_bodies(self.store, todo) if todo else {}
         inline: list[tuple[str, bytes]] = []
@@ -222,53 +247,99 @@ class Shipper:
 
     def _maybe_snapshot(self, replica: ReplicaClient, man: manifest_mod.Manifest, shipped: int,
                         force: bool = False) -> None:
-        last = max([int(s["seq"]) for s in man.snapshots] or [0])
+        last = self._newest_snapshot(man)
         if shipped == 0 or shipped == last or (not force and shipped - last < self.snapshot_every):
             return
-        if self.snapshot_in is not None:
-            self.snapshot_in(replica.url, shipped)  # ``man`` is stale now; the next pass re-reads it
-        else:
+        if self.snapshot_in is None or force:
             self.snapshot(replica, man, shipped)
+            return
+        url = replica.url
+        failed = self._snapshot_failed_at.get(url, -SNAPSHOT_RETRY_SECONDS)
+        if url in self._building or time.monotonic() - failed < SNAPSHOT_RETRY_SECONDS:
+            return
+        # In the background: segments keep shipping while the child reads the whole log
+        # (seconds at 100,000 items); a pass names the snapshot when it is uploaded.
+        build_in = self.snapshot_in
 
-    def snapshot(self, replica: ReplicaClient, man: manifest_mod.Manifest, seq: int,
-                 pin_until: float | None = None) -> str:
-        """A full copy of the log up to ``seq``, so that a restore replays little.
-        ``pin_until`` (epoch seconds) marks it ``pinned_until`` in the manifest: replica
-        retention must keep it until then (the pre-upgrade snapshot, docs/upgrades.md)."""
+        def run() -> None:
+            try:
+                job.entry = build_in(url, shipped)
+            except BaseException as exc:  # noqa: BLE001 - reported by _finish_snapshot
+                job.error = exc
+            self._wake.set()
+
+        job = _Build(shipped, threading.Thread(target=run, name="safehold-snapshot", daemon=True))
+        self._building[url] = job
+        job.thread.start()
+
+    def _finish_snapshot(self, replica: ReplicaClient, man: manifest_mod.Manifest) -> None:
+        """Name the snapshot a child uploaded in the manifest (holding the shipping turn,
+        like every manifest write of this server)."""
+        job = self._building.get(replica.url)
+        if job is None or job.thread.is_alive():
+            return
+        del self._building[replica.url]
+        if job.error is not None or job.entry is None:
+            self._snapshot_failed_at[replica.url] = time.monotonic()
+            log.error("snapshot of %s at seq %d failed (retried in %d s): %s", replica.url,
+                      job.seq, SNAPSHOT_RETRY_SECONDS, job.error)
+            return
+        self.record_snapshot(replica, man, job.entry)
+
+    def build_snapshot(self, replica: ReplicaClient, man: manifest_mod.Manifest, seq: int
+                       ) -> dict[str, Any]:
+        """Write the snapshot object at ``seq`` (a full copy of the log up to it, so that a
+        restore replays little) and return its manifest entry; ``record_snapshot`` names
+        it. Needs no shipping turn: it writes only objects nothing names yet, and the
+        inline set keyed by ``seq``, which the shipper consults only once the manifest
+        names this snapshot as the newest."""
         name = segment.snapshot_name(seq)
         entry = next((s for s in man.snapshots if s.get("name") == name), None)
-        carried: list[str] | None = None
-        if entry is None or not replica.exists(name):
-            tables = rep.snapshot(self.store, seq)
-            gone = {r["version_id"] for r in tables["pruned"]}
-            hashes = sorted({v["blob_hash"] for v in tables["version"]
-                             if v["blob_hash"] and v["id"] not in gone})
-            # Every small body an unpruned version needs travels inside the snapshot,
-            # so that the segments before it may go (replica retention) and later
-            # segments need not carry those bodies again (segment.py, the dedupe rule).
-            rows = rep.blob_rows(self.store, hashes)
-            small = [r["hash"] for r in rows if int(r["size"]) <= segment.INLINE_MAX
-                     and int(r["chunks"]) == 1]
-            data_of = rep.small_bodies(self.store, small)
-            inline = [(h, data_of[h]) for h in small if h in data_of]
-            carried = [h for h, _ in inline]
-            object_rows = [r for r in rows if r["hash"] not in data_of]
-            self._ship_blobs(replica, [r["hash"] for r in object_rows])
-            body = {"format": segment.FORMAT, "lineage": self.lineage, "seq": seq,
-                    "tables": tables, "blobs": object_rows}
-            data = segment.encode(self.key, name, body, inline)
-            replica.put_once(name, data)
-            man.snapshots = [s for s in man.snapshots if s.get("name") != name]
-            entry = {"name": name, "seq": seq, "size": len(data), "at": self.clock()}
-            man.snapshots.append(entry)
+        if entry is not None and replica.exists(name):
+            return entry
+        # Sets of older snapshots are never consulted again (forgetting only makes the
+        # shipper carry a body twice); the newest named one still is.
+        rep.forget_inline(self.store, replica.url, keep=self._newest_snapshot(man))
+        tables = rep.snapshot(self.store, seq)
+        gone = {r["version_id"] for r in tables["pruned"]}
+        hashes = sorted({v["blob_hash"] for v in tables["version"]
+                         if v["blob_hash"] and v["id"] not in gone})
+        # Every small body an unpruned version needs travels inside the snapshot, so that
+        # the segments before it may go (replica retention) and later segments need not
+        # carry those bodies again (segment.py, the dedupe rule).
+        rows = rep.blob_rows(self.store, hashes)
+        small = [r["hash"] for r in rows if int(r["size"]) <= segment.INLINE_MAX
+                 and int(r["chunks"]) == 1]
+        data_of = rep.small_bodies(self.store, small)
+        inline = [(h, data_of[h]) for h in small if h in data_of]
+        object_rows = [r for r in rows if r["hash"] not in data_of]
+        self._ship_blobs(replica, [r["hash"] for r in object_rows])
+        body = {"format": segment.FORMAT, "lineage": self.lineage, "seq": seq,
+                "tables": tables, "blobs": object_rows}
+        data = segment.encode(self.key, name, body, inline)
+        replica.put_once(name, data)
+        rep.mark_inline_set(self.store, replica.url, seq, [h for h, _ in inline])
+        return {"name": name, "seq": seq, "size": len(data), "at": self.clock()}
+
+    def record_snapshot(self, replica: ReplicaClient, man: manifest_mod.Manifest,
+                        entry: dict[str, Any], pin_until: float | None = None) -> None:
+        man.snapshots = [s for s in man.snapshots if s.get("name") != entry["name"]]
         if pin_until is not None:
             # A snapshot at this seq may exist already (write-once): pin that one.
             entry["pinned_until"] = max(float(entry.get("pinned_until") or 0), pin_until)
+        man.snapshots.append(entry)
         manifest_mod.write(replica, self.key, man)
-        if carried is not None and seq == self._newest_snapshot(man):
-            rep.reset_inline(self.store, replica.url, seq, carried)
-        rep.save_replica_row(self.store, replica.url, snapshot_seq=seq)
-        return name
+        rep.save_replica_row(self.store, replica.url, snapshot_seq=int(entry["seq"]))
+
+    def snapshot(self, replica: ReplicaClient, man: manifest_mod.Manifest, seq: int,
+                 pin_until: float | None = None) -> str:
+        """Build, upload and name the snapshot at ``seq`` now (the caller holds the
+        shipping turn). ``pin_until`` (epoch seconds) marks it ``pinned_until`` in the
+        manifest: replica retention must keep it until then (the pre-upgrade snapshot,
+        docs/upgrades.md)."""
+        entry = self.build_snapshot(replica, man, seq)
+        self.record_snapshot(replica, man, entry, pin_until)
+        return str(entry["name"])
 
     def ship_all(self, snapshot: bool = False) -> dict[str, ShipResult | str]:
         out: dict[str, ShipResult | str] = {}

@@ -125,18 +125,17 @@ def mark_inline(store: Store, url: str, snapshot_seq: int, hashes: list[str]) ->
     mark_blobs(store, _inline_key(url, snapshot_seq), hashes)  # one write per segment
 
 
-def reset_inline(store: Store, url: str, snapshot_seq: int | None,
-                 hashes: list[str] = []) -> None:  # noqa: B006 - never mutated
-    """Forget every other inline set of ``url``; then, for a new snapshot, record what
-    it carries (None: the replica was emptied or replaced, nothing is known).
+def forget_inline(store: Store, url: str, keep: int | None) -> None:
+    """Forget every inline set of ``url`` but the one of the snapshot at ``keep`` (None:
+    all -- the replica was emptied or replaced, nothing is known). Always safe: a
+    forgotten body is only carried again.
 
     In short transactions of at most ``_RESET_BATCH`` rows: a snapshot of 100,000 items
     carries as many bodies, and one transaction over all of them held the write lock
-    for 20 s (other users' PUTs waited). Between the batches the new set is partial,
-    which only makes the shipper carry a body again, never leave one out."""
-    keep = _inline_key(url, snapshot_seq) if snapshot_seq is not None else None
+    for 20 s (other users' PUTs waited)."""
+    kept = _inline_key(url, keep) if keep is not None else None
     prefix = replica_blob.c.url.startswith(f"{url}#inline@", autoescape=True)
-    stale = prefix if keep is None else prefix & (replica_blob.c.url != keep)
+    stale = prefix if kept is None else prefix & (replica_blob.c.url != kept)
     while True:
         rows = store._read(lambda c: c.execute(
             sa.select(replica_blob.c.url, replica_blob.c.hash).where(stale)
@@ -148,10 +147,17 @@ def reset_inline(store: Store, url: str, snapshot_seq: int | None,
             by_url.setdefault(u, []).append(h)
         for u, hs in by_url.items():
             unmark_blobs(store, u, hs)
-    if keep is not None:
-        unique = sorted(set(hashes))
-        for i in range(0, len(unique), _RESET_BATCH):
-            mark_blobs(store, keep, unique[i:i + _RESET_BATCH])
+
+
+def mark_inline_set(store: Store, url: str, snapshot_seq: int, hashes: list[str]) -> None:
+    """Record what the snapshot at ``snapshot_seq`` carries, in batches of
+    ``_RESET_BATCH``. Written before the manifest names the snapshot: the shipper reads
+    only the set of the newest snapshot the manifest names (a partial set only makes it
+    carry a body again)."""
+    key = _inline_key(url, snapshot_seq)
+    unique = sorted(set(hashes))
+    for i in range(0, len(unique), _RESET_BATCH):
+        mark_blobs(store, key, unique[i:i + _RESET_BATCH])
 
 
 _RESET_BATCH = 1000
