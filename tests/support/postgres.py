@@ -28,6 +28,35 @@ def binaries() -> Path | None:
     return Path(pg_ctl).parent if pg_ctl else None
 
 
+OWNER = "owner.pid"  # the test process that started the cluster
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_orphans(bindir: Path, as_user: list[str]) -> None:
+    """Stop clusters left running by a test run that was killed (pg_ctl detaches the
+    server, so it outlives the run): each records the pid of its test process."""
+    for root in map(Path, glob.glob(os.path.join(tempfile.gettempdir(), "safehold-pg-*"))):
+        try:
+            owner = int((root / OWNER).read_text())
+        except (OSError, ValueError):
+            continue  # another run is just creating it, or an older layout: leave it
+        if _alive(owner):
+            continue
+        if (root / "data" / "postmaster.pid").exists():
+            subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(root / "data"), "-m",
+                            "immediate", "stop"], capture_output=True, timeout=120, check=False)
+        shutil.rmtree(root, ignore_errors=True)
+
+
 class PostgresServer:
     def __init__(self) -> None:
         bindir = binaries()
@@ -37,6 +66,7 @@ class PostgresServer:
         self.bindir = bindir
         self.port = free_port()
         self.root = Path(tempfile.mkdtemp(prefix="safehold-pg-"))
+        (self.root / OWNER).write_text(str(os.getpid()))
         self.data = self.root / "data"
         self.as_user: list[str] = []
         if os.geteuid() == 0:
@@ -47,6 +77,7 @@ class PostgresServer:
         subprocess.run([*self.as_user, *args], check=True, capture_output=True, timeout=120)
 
     def start(self) -> PostgresServer:
+        sweep_orphans(self.bindir, self.as_user)
         self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-A", "trust",
                   "-U", "postgres", "-E", "UTF8", "--locale=C.UTF-8")
         self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-w", "-t", "60",
