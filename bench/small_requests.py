@@ -10,7 +10,9 @@ and server the median over rounds of ops/s and p50 latency, and the load average
 
 Workloads (one keep-alive client, one request at a time, as bench/workloads.py):
 GET of random items, PROPFIND Depth 0 of the calendar, sync-collection incremental
-(after 1% of the events changed), DELETE of single items.
+(after 1% of the events changed), calendar-multiget of 100 random events with their
+calendar-data, calendar-query of one month (bench/workloads.py's), DELETE of single
+items, PUT of a new vCard and of a new event (If-None-Match: *).
 """
 
 from __future__ import annotations
@@ -37,6 +39,11 @@ from servers import PASSWORD, USER, WORK, Collections, Server, _spawn, _wait_rea
 SYNC = (b'<?xml version="1.0" encoding="utf-8"?><D:sync-collection xmlns:D="DAV:">'
         b"<D:sync-token>%s</D:sync-token><D:sync-level>1</D:sync-level>"
         b"<D:prop><D:getetag/></D:prop></D:sync-collection>")
+QUERY = (b'<?xml version="1.0" encoding="utf-8"?><C:calendar-query xmlns:D="DAV:" '
+         b'xmlns:C="urn:ietf:params:xml:ns:caldav"><D:prop><D:getetag/></D:prop>'
+         b'<C:filter><C:comp-filter name="VCALENDAR"><C:comp-filter name="VEVENT">'
+         b'<C:time-range start="20260301T000000Z" end="20260401T000000Z"/>'
+         b"</C:comp-filter></C:comp-filter></C:filter></C:calendar-query>")
 PROPFIND0 = (b'<?xml version="1.0" encoding="utf-8"?><D:propfind xmlns:D="DAV:"><D:prop>'
              b"<D:resourcetype/><D:displayname/><D:getctag xmlns:D='http://calendarserver.org/ns/'/>"
              b"</D:prop></D:propfind>")
@@ -51,6 +58,7 @@ class Target:
     cards: list[str] = field(default_factory=list)
     doomed: list[str] = field(default_factory=list)
     token: bytes = b""
+    created: int = 0  # items made by the PUT workloads
     latencies: dict[str, list[float]] = field(default_factory=dict)
     walls: dict[str, float] = field(default_factory=dict)
     cpu: dict[str, float] = field(default_factory=dict)
@@ -127,13 +135,46 @@ def workloads() -> list[Workload]:
         return ("REPORT", t.server.collections.calendar,
                 {"Depth": "0", "Content-Type": "application/xml"}, SYNC % t.token)
 
+    def multiget(t: Target, rng: random.Random) -> tuple[str, str, dict[str, str], bytes | None]:
+        assert t.server is not None
+        hrefs = "".join(f"<D:href>{h}</D:href>" for h in rng.sample(t.events, min(100, len(t.events))))
+        body = ('<?xml version="1.0" encoding="utf-8"?><C:calendar-multiget xmlns:D="DAV:" '
+                'xmlns:C="urn:ietf:params:xml:ns:caldav"><D:prop><D:getetag/><C:calendar-data/>'
+                f"</D:prop>{hrefs}</C:calendar-multiget>").encode()
+        return ("REPORT", t.server.collections.calendar,
+                {"Depth": "1", "Content-Type": "application/xml"}, body)
+
+    def query(t: Target, rng: random.Random) -> tuple[str, str, dict[str, str], bytes | None]:
+        assert t.server is not None
+        return ("REPORT", t.server.collections.calendar,
+                {"Depth": "1", "Content-Type": "application/xml"}, QUERY)
+
     def delete(t: Target, rng: random.Random) -> tuple[str, str, dict[str, str], bytes | None]:
         return ("DELETE", t.events.pop(rng.randrange(len(t.events))), {}, None)
+
+    def put_card(t: Target, rng: random.Random) -> tuple[str, str, dict[str, str], bytes | None]:
+        assert t.server is not None
+        t.created += 1
+        i = 1_000_000 + t.created
+        return ("PUT", f"{t.server.collections.addressbook}{data.card_uid(i)}.vcf",
+                {"Content-Type": "text/vcard; charset=utf-8", "If-None-Match": "*"}, data.vcard(i))
+
+    def put_event(t: Target, rng: random.Random) -> tuple[str, str, dict[str, str], bytes | None]:
+        assert t.server is not None
+        t.created += 1
+        ev = data.Event(f"bench-new-{t.created:07d}", data.YEAR_START, t.created % 10 == 0)
+        return ("PUT", t.server.collections.calendar + ev.name,
+                {"Content-Type": "text/calendar; charset=utf-8", "If-None-Match": "*"},
+                data.calendar([ev]))
 
     return [Workload("GET random item", get, lambda r: r.status_code == 200, 40),
             Workload("PROPFIND Depth 0 (calendar)", propfind, lambda r: r.status_code == 207, 20),
             Workload("sync-collection incremental", sync, lambda r: r.status_code == 207, 10),
-            Workload("DELETE one item", delete, lambda r: r.status_code in (200, 204), 2)]
+            Workload("calendar-multiget of 100", multiget, lambda r: r.status_code == 207, 4),
+            Workload("calendar-query one month", query, lambda r: r.status_code == 207, 4),
+            Workload("DELETE one item", delete, lambda r: r.status_code in (200, 204), 2),
+            Workload("PUT new vCard", put_card, lambda r: r.status_code == 201, 20),
+            Workload("PUT new event", put_event, lambda r: r.status_code == 201, 20)]
 
 
 def batch(target: Target, c: httpx.Client, w: Workload, rng: random.Random) -> None:
@@ -168,7 +209,10 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=300, help="vCards and events in each server")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--batches", type=int, default=10, help="batches per workload and round")
+    ap.add_argument("--only", action="append", default=[], metavar="TEXT",
+                    help="run only workloads whose name contains TEXT (repeatable)")
     args = ap.parse_args()
+    chosen = [w for w in workloads() if not args.only or any(o in w.name for o in args.only)]
     targets = [Target("base", args.base), Target("new", args.new)]
     targets += [Target(label, Path(tree)) for label, _, tree in (a.partition("=") for a in args.also)]
     loads = []
@@ -181,7 +225,7 @@ def main() -> None:
             clients.append(client(t))
         for r in range(args.rounds):
             loads.append(os.getloadavg()[0])
-            for w in workloads():
+            for w in chosen:
                 for b in range(args.batches):
                     # Take turns batch by batch, rotating who goes first, so that every
                     # tree meets the same machine load.
@@ -199,7 +243,7 @@ def main() -> None:
     print("ops/s (requests / time spent in them), p50 and p90 latency, server CPU ms per request;"
           " ratio of ops/s to base")
     print(f"{'workload':28}" + "".join(f"{t.label:>41}" for t in targets))
-    for w in workloads():
+    for w in chosen:
         line = f"{w.name:28}"
         base_rate = len(targets[0].latencies[w.name]) / targets[0].walls[w.name]
         for t in targets:

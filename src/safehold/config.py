@@ -22,6 +22,7 @@ class Settings:
     port: int = 8232
     max_body_bytes: int = 4 << 30  # 413 above this
     max_xml_bytes: int = 1 << 20  # XML request bodies (PROPFIND, LOCK, ...)
+    listing_page_size: int = 1000  # members per page of a streamed listing (PROPFIND, sync)
     auth_cache_seconds: int = 60  # how long a verified password is remembered
     log_level: str = "info"
     guard_mode: str = "record"  # mass-deletion guard: off, record, strict
@@ -107,4 +108,6 @@ def load(config_file: str | None = None, overrides: dict[str, Any] | None = None
         raise ConfigError(f"replication_mode must be async or sync, not {settings.replication_mode!r}")
     if not 0 < settings.guard_share <= 1:
         raise ConfigError("guard_share must be a fraction between 0 and 1, e.g. 0.25")
+    if settings.listing_page_size < 1:
+        raise ConfigError("listing_page_size must be at least 1 (default 1000)")
     return settings

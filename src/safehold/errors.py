@@ -4,6 +4,7 @@
     ├── ConfigError            bad configuration: says what to fix
     ├── StoreError             the database misbehaved
     │   ├── StoreUnavailable   cannot open / schema not current
+    │   ├── WriteBusy          another writer holds the lock (Store.no_wait)
     │   └── SelfTestFailed     startup self-test refused the store
     ├── ArchiveError           an export archive or import file is unusable (says why)
     ├── UserError              principal management (CLI-facing)
@@ -41,6 +42,11 @@ class StoreUnavailable(StoreError):
 
 class SelfTestFailed(StoreError):
     pass
+
+
+class WriteBusy(StoreError):
+    """A write inside ``Store.no_wait`` found the write lock taken; nothing was
+    written, the caller runs it again where waiting is allowed."""
 
 
 class ArchiveError(SafeholdError):

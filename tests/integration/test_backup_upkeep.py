@@ -12,6 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from safehold import config
+from safehold.backup import child_process
 from safehold.backup import manifest as manifest_mod
 from safehold.backup import segment
 from safehold.backup import verify as verify_mod
@@ -306,4 +308,27 @@ def test_segments_carry_accounts_only_when_they_change(setup: tuple[Server, str,
     assert any({p["name"] for p in b["tables"]["principal"]} >= {"alice", "bob"}
                for b in carrying)
     # The restore still knows both users and their passwords.
+    assert cli(srv.data_dir, "drill", check=False).returncode == 0
+
+
+def test_server_retention_runs_in_a_child_process(setup: tuple[Server, str, Path]) -> None:
+    """The server's scheduled replica retention (child_process.retention, as App runs it
+    after a drill) proves and deletes from a child process while the server's shipper
+    keeps taking its turn, and records its result like `safehold backup prune`."""
+    srv, url, kit = setup
+    _rounds(srv, 3)
+    cli(srv.data_dir, "prune", env={"SAFEHOLD_RETENTION_DAYS": "0"})
+    before = _objects(url)
+    settings = config.load(overrides={"data_dir": str(srv.data_dir)})
+    store = Store(engine_mod.create(settings.db_url()), settings.tmp_dir)
+    try:
+        key, _ = read_kit(kit)
+        plan = child_process.retention(settings, store, open_replica(url), key, 1, 0.0)
+    finally:
+        store.engine.dispose()
+    assert plan.proven and plan.deleted, plan.detail
+    assert set(plan.delete) == before - _objects(url)
+    with srv.client() as c:  # the server kept serving and shipping meanwhile
+        assert c.put(f"{BOOK}/after.vcf", content=card(99)).status_code == 201
+    assert _status(srv)["replicas"][0]["retention"]["ok"]  # type: ignore[index]
     assert cli(srv.data_dir, "drill", check=False).returncode == 0

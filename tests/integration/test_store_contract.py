@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,9 @@ import sqlalchemy as sa
 
 from safehold.core import users
 from safehold.core.model import Actor, ItemIndex
-from safehold.errors import AlreadyExists, Conflict, NotFound, PreconditionFailed, UserExists
+from safehold.errors import (
+    AlreadyExists, Conflict, NotFound, PreconditionFailed, UserExists, WriteBusy,
+)
 from safehold.store import blobs
 from safehold.store import engine as engine_mod
 from safehold.store.repo import Store
@@ -220,6 +223,46 @@ def test_writes_queued_behind_the_lock_commit_together_and_fail_alone(store: Sto
     assert store.read_bytes(store.get("files/alice/taken")) == b"first"  # type: ignore[arg-type]
     for n in names[:-1]:
         assert store.read_bytes(store.get(f"files/alice/{n}")) == n.encode()  # type: ignore[arg-type]
+
+
+def test_no_wait_writes_only_when_the_lock_is_free_and_nobody_queues(store: Store) -> None:
+    """Store.no_wait (the event loop's PUT): a held lock or a queued writer makes the
+    write raise WriteBusy with nothing written; a free lock commits it as usual."""
+    before = store.last_seq()
+    with store.write_lock, store.no_wait(), pytest.raises(WriteBusy):
+        store.put("files/alice/busy", 1, b"x", None, A)
+    store._pending.append(object())  # type: ignore[arg-type] # a writer queued for the lock
+    try:
+        with store.no_wait(), pytest.raises(WriteBusy):
+            store.put("files/alice/busy", 1, b"x", None, A)
+    finally:
+        store._pending.clear()
+    assert store.get("files/alice/busy") is None and store.last_seq() == before
+    with store.no_wait():
+        res, created = store.put("files/alice/busy", 1, b"x", None, A)
+        with pytest.raises(PreconditionFailed):  # the write's own errors still arrive
+            store.put("files/alice/busy", 1, b"y", None, A, if_none_match=True)
+    assert created and res.seq == before + 1 == store.last_seq()
+    assert store.read_bytes(store.get("files/alice/busy")) == b"x"  # type: ignore[arg-type]
+    assert not store.write_lock.locked()
+    store.put("files/alice/after", 1, b"z", None, A)  # outside the block: waits as before
+    assert store.last_seq() == before + 2
+    if store.engine.dialect.name == "sqlite":
+        # Another process (`safehold import`) holding SQLite's write lock: WriteBusy at
+        # once, not after the 30 s busy timeout.
+        other = store.engine.raw_connection()
+        try:
+            other.driver_connection.apsw.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
+            began = time.monotonic()
+            with store.no_wait(), pytest.raises(WriteBusy):
+                store.put("files/alice/locked", 1, b"x", None, A)
+            assert time.monotonic() - began < 5
+            other.driver_connection.apsw.execute("ROLLBACK")  # type: ignore[union-attr]
+        finally:
+            other.close()
+        with store.no_wait():
+            store.put("files/alice/locked", 1, b"x", None, A)  # the connection's timeout is back
+        assert store.last_seq() == before + 3
 
 
 def test_locks_expire_with_the_clock(store: Store, clock: Clock) -> None:

@@ -1,9 +1,10 @@
-"""The server's two big backup jobs, each in a child process: restore drills and
-snapshots.
+"""The server's big backup jobs, each in a child process: restore drills, snapshots
+and replica retention.
 
 A drill restores the replica into a scratch database and digests both sides at one
 seq; a snapshot reads the whole change log and version table (and, in format 2, the
-small bodies) into one object. For a server of 100,000 items either holds a few
+small bodies) into one object; replica retention decodes every kept snapshot and
+restores the kept chain twice. For a server of 100,000 items either holds a few
 hundred MB for a while, and in the serving process that memory would stay: CPython
 and glibc rarely hand freed memory back to the OS, so the server's resident size would
 carry the peak of every drill and snapshot. A child process started fresh (``spawn``:
@@ -28,6 +29,7 @@ from typing import Any, TypeVar
 
 from safehold import __version__
 from safehold.backup import drill as drill_mod
+from safehold.backup import retention as retention_mod
 from safehold.backup import setup
 from safehold.backup.crypto import Key
 from safehold.backup.drill import DrillResult
@@ -48,6 +50,17 @@ def drill(settings: Settings, store: Store, replica: ReplicaClient, key: Key) ->
     if replica.url.startswith("memory://"):
         return drill_mod.drill(store, replica, key)
     return _in_child(_drill_child, settings, replica.url, key.fingerprint)
+
+
+def retention(settings: Settings, store: Store, replica: ReplicaClient, key: Key,
+              keep_snapshots: int, keep_days: float) -> retention_mod.Plan:
+    """Replica retention (both phases) in a child process: at 100,000 items its proof
+    took the server from 146 to 738 MiB. It takes the shipping turn from there (a lock
+    shared by processes) for phase 2. A ``memory://`` replica runs here."""
+    if replica.url.startswith("memory://"):
+        return retention_mod.run(store, replica, key, keep_snapshots, keep_days)
+    return _in_child(_retention_child, settings, replica.url, key.fingerprint, keep_snapshots,
+                     keep_days)
 
 
 def snapshot(settings: Settings, fingerprint: str, replica_url: str, seq: int
@@ -115,5 +128,15 @@ def _snapshot_child(settings: Settings, replica_url: str, fingerprint: str, seq:
         replica = open_replica(replica_url)
         shipper = Shipper(store, key, [replica], store.lineage(), settings.snapshot_every)
         return shipper.build_snapshot(replica, shipper._manifest(replica), seq)
+    finally:
+        store.engine.dispose()
+
+
+def _retention_child(settings: Settings, replica_url: str, fingerprint: str,
+                     keep_snapshots: int, keep_days: float) -> retention_mod.Plan:
+    store, key = _open(settings, fingerprint)
+    try:
+        return retention_mod.run(store, open_replica(replica_url), key, keep_snapshots,
+                                 keep_days)
     finally:
         store.engine.dispose()

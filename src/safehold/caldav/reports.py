@@ -93,6 +93,13 @@ class _MatchCache:
 
 _matches = _MatchCache()
 
+# A calendar-query is bounded work (report.quick) on a calendar of at most QUICK_ROWS
+# indexed objects, with at most QUICK_ENTRIES candidates of which at most QUICK_PARSES
+# need their bytes parsed, and no expansion of the results.
+QUICK_ROWS = 2000
+QUICK_ENTRIES = 500
+QUICK_PARSES = 32
+
 
 def multiget(req: DavRequest, backend: DavBackend, node: Node, root: etree._Element) -> DavResponse:
     names, data_el = reportutil.split_props(root.find(dav("prop")), c("calendar-data"))
@@ -100,17 +107,48 @@ def multiget(req: DavRequest, backend: DavBackend, node: Node, root: etree._Elem
     return reportutil.multiget(root, backend, names, data)
 
 
-def query(req: DavRequest, backend: DavBackend, node: Node, root: etree._Element) -> DavResponse:
+def multiget_quick(req: DavRequest, backend: DavBackend, node: Node,
+                   root: etree._Element) -> DavResponse | None:
     names, data_el = reportutil.split_props(root.find(dav("prop")), c("calendar-data"))
-    data = DataRequest(data_el).object_data() if data_el is not None else None
+    request = DataRequest(data_el)
+    if request.expand is not None or request.limit is not None:
+        return None  # every object would be parsed
+    return reportutil.multiget_quick(root, backend, names,
+                                     request.object_data() if data_el is not None else None)
+
+
+def query(req: DavRequest, backend: DavBackend, node: Node, root: etree._Element) -> DavResponse:
+    resp = _query(req, backend, node, root, quick=False)
+    assert resp is not None
+    return resp
+
+
+def query_quick(req: DavRequest, backend: DavBackend, node: Node,
+                root: etree._Element) -> DavResponse | None:
+    return _query(req, backend, node, root, quick=True)
+
+
+def _query(req: DavRequest, backend: DavBackend, node: Node, root: etree._Element,
+           quick: bool) -> DavResponse | None:
+    """calendar-query; with ``quick``, None as soon as the work is found unbounded."""
+    names, data_el = reportutil.split_props(root.find(dav("prop")), c("calendar-data"))
+    request = DataRequest(data_el) if data_el is not None else None
+    if quick and request is not None and (request.expand is not None or request.limit is not None):
+        return None
+    data = request.object_data() if request is not None else None
     flt = filters.parse_filter(root.find(c("filter")))
     depth = (req.header("depth") or "0").strip()
     entries: list[tuple[Node, IndexSpan | None]]
     if node.is_collection:
         if depth == "0":
             return reportutil.multistatus_response([])
+        if quick and not backend.index_within(node, QUICK_ROWS):
+            return None
         component, start, end = filters.index_hint(flt)
-        entries = list(backend.query_index(node, component, start, end))
+        entries = list(backend.query_index(node, component, start, end,
+                                           QUICK_ENTRIES + 1 if quick else None))
+        if quick and len(entries) > QUICK_ENTRIES:
+            return None
     else:
         entries = [(node, None)]
     decides = filters.index_decides(flt)
@@ -126,6 +164,8 @@ def query(req: DavRequest, backend: DavBackend, node: Node, root: etree._Element
             verdicts.append(ical_spans.overlap(span.spans, *decides))
         else:
             verdicts.append(_matches.known(member.etag, flt))
+    if quick and verdicts.count(None) > QUICK_PARSES:
+        return None
     bodies = backend.read_many([m for (m, _), v in zip(entries, verdicts, strict=True)
                                 if v is None])
     hits: list[Node] = []
@@ -160,6 +200,6 @@ def freebusy(req: DavRequest, backend: DavBackend, node: Node, root: etree._Elem
 
 
 def install() -> None:
-    report.register(c("calendar-multiget"), multiget)
-    report.register(c("calendar-query"), query)
+    report.register(c("calendar-multiget"), multiget, multiget_quick)
+    report.register(c("calendar-query"), query, query_quick)
     report.register(c("free-busy-query"), freebusy)

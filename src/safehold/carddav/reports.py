@@ -77,6 +77,12 @@ def multiget(req: DavRequest, backend: DavBackend, node: Node, root: etree._Elem
     return reportutil.multiget(root, backend, names, _renderer(data_el))
 
 
+def multiget_quick(req: DavRequest, backend: DavBackend, node: Node,
+                   root: etree._Element) -> DavResponse | None:
+    names, data_el = reportutil.split_props(root.find(dav("prop")), cr("address-data"))
+    return reportutil.multiget_quick(root, backend, names, _renderer(data_el))
+
+
 def query(req: DavRequest, backend: DavBackend, node: Node, root: etree._Element) -> DavResponse:
     names, data_el = reportutil.split_props(root.find(dav("prop")), cr("address-data"))
     data = _renderer(data_el)
@@ -116,5 +122,5 @@ def query(req: DavRequest, backend: DavBackend, node: Node, root: etree._Element
 
 
 def install() -> None:
-    report.register(cr("addressbook-multiget"), multiget)
+    report.register(cr("addressbook-multiget"), multiget, multiget_quick)
     report.register(cr("addressbook-query"), query)

@@ -38,11 +38,12 @@ class LockInfo:
     timeout: int
 
 
-@dataclass(frozen=True)
-class IndexSpan:
+class IndexSpan(NamedTuple):
     """What the store's index knows of a calendar object without parsing it: an
     envelope (UTC epoch seconds, None: unbounded) that contains every instance with
-    at least a second to spare, and whether the object is a recurrence set."""
+    at least a second to spare, and whether the object is a recurrence set. A
+    NamedTuple: a calendar-query makes one per candidate (a frozen dataclass's
+    ``__init__`` cost as much as the rest of building the candidate)."""
 
     start: float | None
     end: float | None
@@ -52,9 +53,31 @@ class IndexSpan:
     spans: tuple[tuple[int, int], ...] | None = None
 
 
+class Listing(Protocol):
+    """A collection's members from one snapshot of the store, read a page at a time
+    (so that a listing of 100,000 members never sits in memory whole), with the sync
+    token of that snapshot. Positions are opaque ("" before the first member)."""
+
+    token: str  # the collection's sync token in this snapshot
+
+    def page(self, after: str) -> tuple[list[Node], str, str]:
+        """The next members after position ``after`` (none: the end), the position of
+        the last one, and the stamp of the members in between (see ``stamp``)."""
+        ...
+
+    def stamp(self, after: str, last: str) -> str:
+        """A value that changes whenever any member in (after, last] changes, appears
+        or goes: a page of responses rendered before is still right if it is equal."""
+        ...
+
+    def close(self) -> None: ...
+
+
 class DavBackend(Protocol):
     def get(self, href: str) -> Node | None: ...
     def children(self, node: Node) -> list[Node]: ...
+    # A real (not virtual) collection's members; the caller closes the listing.
+    def listing(self, node: Node) -> Listing: ...
     def subtree(self, node: Node) -> list[Node]: ...
     def body(self, node: Node) -> Iterator[bytes]: ...
     def put(self, href: str, body: SpooledBody, content_type: str | None,
@@ -78,10 +101,16 @@ class DavBackend(Protocol):
     # The members come from the same snapshot as the token (RFC 6578 exactly once).
     def changes(self, node: Node, token: str | None,
                 limit: int | None) -> tuple[list[tuple[str, Node | None]], str, bool]: ...
+    # Whether at most ``count`` changes follow ``token`` (403 valid-sync-token if unknown).
+    def changes_within(self, node: Node, token: str, count: int) -> bool: ...
+    # The found ones of ``hrefs`` by href; hrefs this user may not see are left out.
     def get_many(self, hrefs: list[str]) -> dict[str, Node]: ...
     def read_bytes(self, node: Node) -> bytes: ...
     def read_many(self, nodes: list[Node]) -> dict[str, bytes]: ...
     def query_candidates(self, node: Node, component: str | None, start: float | None,
                          end: float | None) -> list[Node]: ...
+    # At most ``limit`` entries (the first by href) if given.
     def query_index(self, node: Node, component: str | None, start: float | None,
-                    end: float | None) -> list[tuple[Node, IndexSpan]]: ...
+                    end: float | None, limit: int | None = None) -> list[tuple[Node, IndexSpan]]: ...
+    # Whether the collection holds at most ``count`` indexed (calendar) objects.
+    def index_within(self, node: Node, count: int) -> bool: ...

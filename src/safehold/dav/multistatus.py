@@ -84,9 +84,14 @@ def response(href_text: str, found: Iterable[str], missing: Iterable[str] = ()) 
     """One DAV:response with a 200 propstat (always, as RFC 4918 §9.1 examples do when
     nothing is missing) and a 404 propstat for what is missing. ``href_text`` is the
     percent-encoded href."""
+    return escaped_response(escape(href_text), found, missing)
+
+
+def escaped_response(href_xml: str, found: Iterable[str], missing: Iterable[str] = ()) -> str:
+    """``response`` of an href already escaped as XML text."""
     ok = "".join(found)
     bad = "".join(missing)
-    parts = [f"<D:response><D:href>{escape(href_text)}</D:href>"]
+    parts = [f"<D:response><D:href>{href_xml}</D:href>"]
     if ok or not bad:
         parts.append(f"<D:propstat><D:prop>{ok}</D:prop>{_status(200)}</D:propstat>")
     if bad:

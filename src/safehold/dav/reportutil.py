@@ -98,6 +98,14 @@ def responses(members: list[Node], backend: DavBackend, names: list[str],
     return out
 
 
+def _path(h: str) -> str:
+    """The URL path of a DAV:href (absolute or a path), percent-decoded."""
+    if h.startswith("/") and not h.startswith("//") and "%" not in h and "?" not in h \
+            and "#" not in h:
+        return h  # the usual href, as clients send back what the server listed
+    return unquote(urlsplit(h).path)
+
+
 def not_found(h: str) -> str:
     return multistatus.status_response(h, 404)
 
@@ -106,13 +114,41 @@ def multistatus_response(responses: list[str]) -> DavResponse:
     return DavResponse(207, [multistatus.CONTENT_TYPE], multistatus.document(responses))
 
 
-def multiget(root: etree._Element, backend: DavBackend, names: list[str],
-             data: ObjectData | None) -> DavResponse:
+# A multiget of at most this many hrefs and bytes of objects is bounded work (quick).
+QUICK_HREFS = 200
+QUICK_BYTES = 1 << 20
+
+
+def _hrefs(root: etree._Element) -> list[str]:
     hrefs = [h.text.strip() for h in root.findall(dav("href")) if h.text and h.text.strip()]
     if not hrefs:
         raise DavError(400, "a multiget needs at least one DAV:href")
-    paths = [unquote(urlsplit(h).path) for h in hrefs]
-    found = backend.get_many([p for p in paths if backend.allowed(p)])
+    return hrefs
+
+
+def multiget(root: etree._Element, backend: DavBackend, names: list[str],
+             data: ObjectData | None) -> DavResponse:
+    hrefs = _hrefs(root)
+    paths = [_path(h) for h in hrefs]
+    return _multiget(hrefs, paths, backend.get_many(paths), backend, names, data)
+
+
+def multiget_quick(root: etree._Element, backend: DavBackend, names: list[str],
+                   data: ObjectData | None) -> DavResponse | None:
+    """``multiget`` of at most QUICK_HREFS hrefs and QUICK_BYTES of objects, else None."""
+    hrefs = _hrefs(root)
+    if len(hrefs) > QUICK_HREFS:
+        return None
+    paths = [_path(h) for h in hrefs]
+    found = backend.get_many(paths)
+    if sum(n.size for n in found.values()) > QUICK_BYTES:
+        return None
+    return _multiget(hrefs, paths, found, backend, names, data)
+
+
+def _multiget(hrefs: list[str], paths: list[str], found: dict[str, Node], backend: DavBackend,
+              names: list[str], data: ObjectData | None) -> DavResponse:
+    # ``found``: backend.get_many leaves out what this user may not see.
     members = [n for n in found.values() if not n.is_collection]
     texts = dict(zip([m.href for m in members], responses(members, backend, names, data),
                      strict=True))

@@ -25,7 +25,6 @@ from safehold.core.guard import Guard, Policy
 from safehold.core.users import ensure_homes
 from safehold.backup import child_process
 from safehold.backup import manifest as manifest_mod
-from safehold.backup import retention as replica_retention
 from safehold.backup import setup
 from safehold.backup import verify as verify_mod
 from safehold.backup.crypto import Key
@@ -46,7 +45,7 @@ from safehold.sync import collection as sync_collection
 from safehold.dav.errors import DavError
 from safehold.dav.paths import check_path
 from safehold.dav.types import BodyBytes, DavRequest, DavResponse
-from safehold.errors import DomainError
+from safehold.errors import DomainError, WriteBusy
 from safehold.http import api as api_mod
 from safehold.http.auth import Authenticator
 from safehold.http import webglue
@@ -109,7 +108,7 @@ def install_protocols() -> None:
     caldav.install()
     carddav.install()
     dav_handler.register("REPORT", report.handle)
-    report.register(xml.dav("sync-collection"), sync_collection.handle)
+    report.register(xml.dav("sync-collection"), sync_collection.handle, sync_collection.quick)
     options.DAV_CLASSES.extend(["calendar-access", "addressbook", "extended-mkcol"])
     options.ALLOW += ", REPORT, MKCALENDAR"
     _installed = True
@@ -119,7 +118,10 @@ _installed = False
 
 
 _MUTATING = {"PUT", "DELETE", "MKCOL", "MKCALENDAR", "PROPPATCH", "COPY", "MOVE"}
-_QUICK = {"GET", "HEAD", "OPTIONS", "PROPFIND"}  # may be answered by dav_handler.quick
+_QUICK = {"GET", "HEAD", "OPTIONS", "PROPFIND", "REPORT"}  # may be answered by dav_handler.quick
+# Methods that never write: each runs in one read transaction (Store.reading).
+_READ_ONLY = {"GET", "HEAD", "OPTIONS", "PROPFIND", "REPORT"}
+LOOP_PUT_BYTES = 16384  # PUT bodies up to this size may be stored on the event loop
 
 
 class App:
@@ -226,7 +228,7 @@ class App:
                             (log.info if r.ok else log.error)("drill of %s at seq %d: %s",
                                                               r.replica, r.seq, r.detail)
                         p = await anyio.to_thread.run_sync(
-                            replica_retention.run, self.store, replica, key,
+                            child_process.retention, settings, self.store, replica, key,
                             settings.replica_keep_snapshots, float(settings.replica_keep_days))
                         log.info("replica retention on %s: %s", replica.url, p.detail)
                 except Exception:  # noqa: BLE001 - recorded by the next status, retried
@@ -266,12 +268,20 @@ class App:
             return
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         it: Iterator[bytes] = iter(reply.body)
-        while True:
-            chunk = await anyio.to_thread.run_sync(next, it, None)
-            if chunk is None:
-                break
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b""})
+        try:
+            while True:
+                chunk = await anyio.to_thread.run_sync(next, it, None)
+                if chunk is None:
+                    break
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            # A streamed listing holds a read snapshot until closed (dav/listing.py),
+            # also when the client went away or a page failed: the status line is
+            # out, so the connection is cut rather than the body completed.
+            close = getattr(it, "close", None)
+            if close is not None:
+                await anyio.to_thread.run_sync(close)
 
     async def _route(self, scope: Scope, receive: Receive, request_id: str) -> _Reply:
         try:
@@ -394,7 +404,8 @@ class App:
             await anyio.to_thread.run_sync(ensure_homes, self.store, principal, actor)
             self._homes_checked.add(principal.id)
         guard = self.sla.canary_guard if store_sla.is_internal(principal.name) else self.guard
-        backend = StoreDavBackend(self.store, principal, actor, self.lineage, guard)
+        backend = StoreDavBackend(self.store, principal, actor, self.lineage, guard,
+                                  self.settings.listing_page_size, writing=method in _MUTATING)
         if not backend.allowed(path):
             # The same answer whether or not the other user or resource exists.
             return _text(404, "not found")
@@ -434,10 +445,31 @@ class App:
         and everything while the connection pool is busy (a checkout could wait), goes
         to a worker thread, so that no slow request stalls the other clients."""
         if self._reads_on_loop and req.method in _QUICK and engine_mod.connection_idle(self.store.engine):
-            resp = dav_handler.quick(req, backend)
+            with self.store.reading():
+                resp = dav_handler.quick(req, backend)
             if resp is not None:
                 return resp
-        return await anyio.to_thread.run_sync(dav_handler.handle, req, backend)
+        if self._reads_on_loop and req.method == "PUT" and isinstance(req.body, BodyBytes) \
+                and req.body.size <= LOOP_PUT_BYTES and engine_mod.connection_idle(self.store.engine):
+            # A small PUT on SQLite, when no other writer holds or waits for the lock:
+            # its work (parse, ~10 statements, one fsync'd commit) costs less than the
+            # hand-offs to and from a worker thread. Never waits for the lock here
+            # (Store.no_wait); if it is taken, nothing was written and the PUT runs on
+            # a worker thread, in the group commit of the writers there.
+            try:
+                with self.store.no_wait():
+                    return dav_handler.handle(req, backend)
+            except WriteBusy:
+                backend = StoreDavBackend(self.store, backend.principal, backend.actor,
+                                          backend.lineage, backend.guard, backend.page_size,
+                                          writing=True)
+        return await anyio.to_thread.run_sync(self._handle, req, backend)
+
+    def _handle(self, req: DavRequest, backend: StoreDavBackend) -> DavResponse:
+        if req.method in _READ_ONLY:
+            with self.store.reading():
+                return dav_handler.handle(req, backend)
+        return dav_handler.handle(req, backend)
 
     async def _read_body(self, receive: Receive, headers: dict[str, str],
                          method: str) -> blobs.Spool | BodyBytes | None:
@@ -452,6 +484,10 @@ class App:
             return None
         if method != "PUT":
             return await _read_small_body(receive, limit)
+        if length is not None and int(length) <= blobs.CHUNK and "transfer-encoding" not in headers:
+            # A body of one chunk is held in memory by the store anyway: no temporary
+            # file (mkdir, mkstemp and unlink on the event loop, two reads on the worker).
+            return await _read_small_body(receive, int(length))
         spool = blobs.Spool(self.settings.tmp_dir)
         try:
             while True:

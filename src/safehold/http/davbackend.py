@@ -14,11 +14,12 @@ from safehold.core.model import (
     ADDRESSBOOK, CALENDAR, COLLECTION, ITEM, Actor, Body, ItemIndex, Lock, Principal, Resource,
     parent_of,
 )
-from safehold.dav.backend import IndexSpan, LockInfo, Node
+from safehold.dav.backend import IndexSpan, Listing, LockInfo, Node
 from safehold.dav.errors import DavError
-from safehold.dav.types import SpooledBody
+from safehold.dav.types import BodyBytes, SpooledBody
 from safehold.errors import DomainError, UidConflict
 from safehold.store import blobs
+from safehold.store import listing as listing_mod
 from safehold.store.repo import Store
 
 PREFIX = "/dav/"
@@ -27,6 +28,7 @@ NAMESPACES = ("files", "calendars", "addressbooks", "principals")  # top-level u
 HOME_OF = {CALENDAR: "calendars", ADDRESSBOOK: "addressbooks"}
 MEDIA_TYPE = {CALENDAR: "text/calendar; charset=utf-8", ADDRESSBOOK: "text/vcard; charset=utf-8"}
 SYNC_PREFIX = "urn:x-safehold:sync:"
+LISTING_PAGE = 1000  # members read, rendered and sent at a time (settings.listing_page_size)
 
 def store_path(href: str) -> str:
     return href[len(PREFIX):].strip("/")
@@ -41,8 +43,13 @@ def _raise(exc: DomainError) -> NoReturn:
 
 class StoreDavBackend:
     def __init__(self, store: Store, principal: Principal, actor: Actor, lineage: str,
-                 guard: Guard | None = None) -> None:
+                 guard: Guard | None = None, page_size: int = LISTING_PAGE, *,
+                 writing: bool = False) -> None:
         self.store = store
+        # A write request checks locks (RFC 4918 §7): its first head read fetches them
+        # in the same transaction.
+        self.writing = writing
+        self.page_size = page_size
         self.principal = principal
         self.actor = actor
         self.lineage = lineage
@@ -55,6 +62,7 @@ class StoreDavBackend:
         # Heads read by this request, each with its parent (PUT asks for the item twice,
         # then for its parent's kind: one read instead of three). Every write forgets them.
         self._heads: dict[str, Resource | None] = {}
+        self._token_checked: tuple[str | None, int] = (None, 0)  # a sync token and its seq
 
     # -- access ----------------------------------------------------------------
 
@@ -109,9 +117,16 @@ class StoreDavBackend:
 
     def _head(self, path: str) -> Resource | None:
         if path not in self._heads:
-            self._heads[path], parent = self.store.get_pair(path)
+            if self.writing and self._locks is None:
+                self._heads[path], parent, self._locks = self.store.get_pair_and_locks(
+                    path, self._lock_trees())
+            else:
+                self._heads[path], parent = self.store.get_pair(path)
             self._heads.setdefault(parent_of(path), parent)
         return self._heads[path]
+
+    def _lock_trees(self) -> list[str]:
+        return [f"{ns}/{self.principal.name}" for ns in NAMESPACES if ns != "principals"]
 
     def children(self, node: Node) -> list[Node]:
         if node.href == "/":
@@ -124,6 +139,9 @@ class StoreDavBackend:
             found = self.get(child)
             return [found] if found else []
         return [self._node(r) for r in self.store.children(path)]
+
+    def listing(self, node: Node) -> Listing:
+        return _StoreListing(self, listing_mod.Snapshot(self.store, store_path(node.href)))
 
     def subtree(self, node: Node) -> list[Node]:
         return [self._node(r) for r in self.store.subtree(store_path(node.href))]
@@ -150,7 +168,8 @@ class StoreDavBackend:
         path = self._writable(href)
         if self._is_home(href):
             raise DavError(405, "cannot PUT to a home collection")
-        data: Body | bytes = b"" if body.size == 0 else Body(body.path, body.size, body.sha256)
+        data: Body | bytes = body.data if isinstance(body, BodyBytes) else \
+            b"" if body.size == 0 else Body(body.path, body.size, body.sha256)
         parent = self._head(parent_of(path))
         self._heads.clear()
         index: ItemIndex | None = None
@@ -177,8 +196,11 @@ class StoreDavBackend:
             if body.size > MAX_ITEM_BYTES:
                 raise InvalidItem(f"items are limited to {MAX_ITEM_BYTES} bytes",
                                   "max-resource-size", CALDAV if kind == CALENDAR else CARDDAV)
-            with open(body.path, "rb") if body.size else _Empty() as fh:
-                data = fh.read()
+            if isinstance(body, BodyBytes):
+                data = body.data
+            else:
+                with open(body.path, "rb") if body.size else _Empty() as fh:
+                    data = fh.read()
             supported = supported_components(self._node(parent)) if parent else ()
             return index_for(kind, data, supported) if kind == CALENDAR else index_for(kind, data)
         except InvalidItem as exc:
@@ -272,24 +294,39 @@ class StoreDavBackend:
         return out, self._token(new_seq), truncated
 
     def _parse_token(self, token: str) -> int:
+        if token == self._token_checked[0]:
+            return self._token_checked[1]  # checked by changes_within, in this request
         if token.startswith(SYNC_PREFIX):
             lineage, _, seq = token[len(SYNC_PREFIX):].rpartition(":")
             if lineage == self.lineage and seq.isdigit() and int(seq) <= self.store.last_seq():
+                self._token_checked = (token, int(seq))
                 return int(seq)
         raise DavError(403, "unknown sync token; sync again from scratch", condition="valid-sync-token")
 
     def get_many(self, hrefs: list[str]) -> dict[str, Node]:
-        wanted = {p: h for h in hrefs if self.allowed(h)
-                  for p in [store_path(h)] if p.count("/") > 1}
+        # Items below this user's homes (``allowed``, by prefix: a multiget names up
+        # to thousands); anything else is left out, as if it did not exist.
+        own = tuple(f"{PREFIX}{ns}/{self.principal.name}/" for ns in NAMESPACES)
+        wanted = {p: h for h in hrefs if h.startswith(own)
+                  for p in [h[len(PREFIX):].strip("/")] if p.count("/") > 1}
         found = self.store.get_many(list(wanted))
         return {wanted[p]: self._node(r) for p, r in found.items()}
 
     def read_bytes(self, node: Node) -> bytes:
+        h = self._blobs.get(node.href)
+        if h:
+            # In the request's read transaction (Store.reading), with the head it came
+            # from: a GET is one transaction, not one for the head and one for the body.
+            small = self.store.read_small([h])
+            if h in small:
+                return small[h]
         return b"".join(self.body(node))
 
     def read_many(self, nodes: list[Node]) -> dict[str, bytes]:
+        if not nodes:
+            return {}
         hashes = {n.href: self._blobs.get(n.href) for n in nodes}
-        small = blobs.read_small(self.store.engine, sorted({h for h in hashes.values() if h}))
+        small = self.store.read_small(sorted({h for h in hashes.values() if h}))
         return {href: small[h] if h in small else self.read_bytes(n) if h else b""
                 for n in nodes for href, h in [(n.href, hashes[n.href])]}
 
@@ -299,9 +336,17 @@ class StoreDavBackend:
             store_path(node.href), component, start, end)]
 
     def query_index(self, node: Node, component: str | None, start: float | None,
-                    end: float | None) -> list[tuple[Node, IndexSpan]]:
+                    end: float | None, limit: int | None = None) -> list[tuple[Node, IndexSpan]]:
         return [(self._node(r), IndexSpan(ix.start, ix.end, ix.recurring, ix.spans))
-                for r, ix in self.store.index_entries(store_path(node.href), component, start, end)]
+                for r, ix in self.store.index_entries(store_path(node.href), component, start,
+                                                      end, limit)]
+
+    def index_within(self, node: Node, count: int) -> bool:
+        return not self.store.index_rows_more_than(store_path(node.href), count)
+
+    def changes_within(self, node: Node, token: str, count: int) -> bool:
+        return not self.store.changed_more_than(store_path(node.href), self._parse_token(token),
+                                                count)
 
     def copy_move(self, op: str, src: str, dst: str, deep: bool, overwrite: bool) -> bool:
         s, d = self._writable(src), self._writable(dst)
@@ -340,8 +385,7 @@ class StoreDavBackend:
         if not self.allowed(href):
             return []
         if self._locks is None:
-            self._locks = self.store.locks_under(
-                [f"{ns}/{self.principal.name}" for ns in NAMESPACES if ns != "principals"])
+            self._locks = self.store.locks_under(self._lock_trees())
         path = store_path(href)
         # The same rules as Store.locks_for: the path's own locks, depth-infinity locks
         # of its ancestors, and (for DELETE, MOVE, LOCK) the locks below it.
@@ -369,6 +413,31 @@ class StoreDavBackend:
     def remove_lock(self, token: str) -> bool:
         self._forget_locks()
         return self.store.remove_lock(token)
+
+
+class _StoreListing:
+    """dav.backend.Listing over a store snapshot; positions are store paths."""
+
+    def __init__(self, backend: StoreDavBackend, snapshot: listing_mod.Snapshot) -> None:
+        self._snapshot = snapshot
+        self._size = backend.page_size
+        self.token = backend._token(snapshot.seq)
+
+    def page(self, after: str) -> tuple[list[Node], str, str]:
+        rows = self._snapshot.page(after, self._size)
+        if not rows:
+            return [], after, listing_mod.stamp_of(rows)
+        # Not StoreDavBackend._node: a listing never reads bodies, so it keeps no
+        # blob hash per member (100,000 of them would outlive every page).
+        return [Node(PREFIX + r.path + ("" if r.kind == ITEM else "/"), r.kind != ITEM, r.etag,
+                     r.size, r.content_type, r.created_at, r.modified_at, r.props, False, r.kind)
+                for r in rows], rows[-1].path, listing_mod.stamp_of(rows)
+
+    def stamp(self, after: str, last: str) -> str:
+        return self._snapshot.stamp(after, last)
+
+    def close(self) -> None:
+        self._snapshot.close()
 
 
 class _Empty:

@@ -152,11 +152,22 @@ _READ_SMALL = (sa.select(blob_chunk.c.hash, blob_chunk.c.data)
 def read_small(engine: Engine, hashes: list[str]) -> dict[str, bytes]:
     """Bodies of single-chunk blobs in one query per 500 (multiget, calendar-query);
     larger ones are left to ``read``."""
+    with engine.connect() as conn:
+        return read_small_in(conn, hashes)
+
+
+def read_small_in(conn: Connection, hashes: list[str]) -> dict[str, bytes]:
+    """``read_small`` in the caller's transaction (Store.read_small)."""
     dec = zstandard.ZstdDecompressor()
     out: dict[str, bytes] = {}
-    with engine.connect() as conn:
-        for i in range(0, len(hashes), 500):
-            rows = conn.execute(_READ_SMALL, {"k_hashes": hashes[i:i + 500]}).all()
-            for h, data in rows:
-                out[h] = dec.decompress(data)
+    if len(hashes) == 1:
+        # One body (a GET): the driver's cursor, without SQLAlchemy's expanding IN.
+        found = fastsql.rows(conn, _F_FIRST_CHUNK, {"k_hash": hashes[0], "k_idx": 0})
+        if found and found[0][0] == 1:
+            out[hashes[0]] = dec.decompress(found[0][1])
+        return out
+    for i in range(0, len(hashes), 500):
+        rows = conn.execute(_READ_SMALL, {"k_hashes": hashes[i:i + 500]}).all()
+        for h, data in rows:
+            out[h] = dec.decompress(data)
     return out

@@ -8,6 +8,7 @@ import secrets
 import threading
 import time
 import uuid
+from contextvars import ContextVar
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from safehold.core.model import (
 )
 from safehold.errors import (
     AlreadyExists, Conflict, DomainError, NotFound, PreconditionFailed, StoreError, UidConflict,
-    UnknownUser, UserExists,
+    UnknownUser, UserExists, WriteBusy,
 )
 from safehold.store import blobs, fastsql, sqlite_dbapi
 from safehold.store import engine as engine_mod
@@ -88,6 +89,9 @@ _CHILDREN = (sa.select(resource).where(resource.c.parent == sa.bindparam("k_path
 _MEMBERS_SEQ = sa.select(sa.func.max(version.c.seq)).where(version.c.parent == sa.bindparam("k_path"))
 _OWN_SEQ = sa.select(sa.func.max(version.c.seq)).where(version.c.path == sa.bindparam("k_path"))
 _LAST_SEQ = sa.select(sa.func.max(change.c.seq))
+# Both in one statement (a PROPFIND of a collection asks for its sync token or ctag).
+_F_COLLECTION_SEQ = fastsql.Statement(sa.select(_MEMBERS_SEQ.scalar_subquery(),
+                                                _OWN_SEQ.scalar_subquery()))
 
 # Sync-collection after a token (Store.changes_since): each member changed after
 # k_seq with the seq of its last change, and its head (NULLs: deleted). The range scan
@@ -102,8 +106,34 @@ _CHANGES_SINCE = (sa.select(*resource.c, _LATEST.c.path.label("changed"),
                   .select_from(_LATEST.outerjoin(resource, resource.c.path == _LATEST.c.path))
                   .order_by(_LATEST.c.seq, _LATEST.c.path))
 
-_GET_MANY = sa.select(resource).where(resource.c.path.in_(sa.bindparam("k_paths", expanding=True)))
-_INDEX_ENTRIES: dict[tuple[bool, bool, bool], Any] = {}
+# Reads of many rows run on the driver's cursor (store/fastsql.py): SQLAlchemy's result
+# machinery cost about as much per row as building the Resource (cProfile of a
+# calendar-query at 10,000 events).
+_F_CHANGES_SINCE = fastsql.Statement(_CHANGES_SINCE)
+_F_LAST_SEQ = fastsql.Statement(_LAST_SEQ)  # every incremental sync checks its token
+_GET_MANY: dict[int, fastsql.Statement] = {}  # by number of paths, a power of two
+
+
+def _get_many(count: int) -> tuple[fastsql.Statement, int]:
+    """Store.get_many's statement for up to ``count`` paths, and its number of paths:
+    a handful of compiled statements, not one expanding IN compiled per call."""
+    size = 1 << max(0, count - 1).bit_length()
+    st = _GET_MANY.get(size)
+    if st is None:
+        st = _GET_MANY[size] = fastsql.Statement(sa.select(resource).where(resource.c.path.in_(
+            [sa.bindparam(f"k_p{j}") for j in range(size)])))
+    return st, size
+_INDEX_ENTRIES: dict[tuple[bool, bool, bool, bool], Any] = {}
+# Bounds the HTTP layer checks before it answers a REPORT on its event loop: whether a
+# collection changed more than k_offset times after k_seq, whether it has more than
+# k_limit index rows. Each reads at most that many index entries, whatever the size.
+_F_MORE_CHANGES = fastsql.Statement(
+    sa.select(version.c.seq).where((version.c.parent == sa.bindparam("k_parent"))
+                                   & (version.c.seq > sa.bindparam("k_seq")))
+    .order_by(version.c.seq).limit(sa.bindparam("k_limit")).offset(sa.bindparam("k_offset")))
+_F_INDEX_ROWS = fastsql.Statement(sa.select(sa.func.count()).select_from(
+    sa.select(item_index.c.path).where(item_index.c.collection == sa.bindparam("k_collection"))
+    .limit(sa.bindparam("k_limit")).offset(sa.bindparam("k_offset")).subquery()))
 Spans = tuple[tuple[int, int], ...]
 
 
@@ -137,7 +167,7 @@ def _index_entries(component: bool, start: bool, end: bool) -> Any:
             .where(*conds).order_by(resource.c.path))
 
 
-_LOCKS_UNDER: dict[int, Any] = {}  # Store.locks_under's statement by number of roots
+_LOCKS_UNDER: dict[int, fastsql.Statement] = {}  # Store.locks_under's statement by number of roots
 
 
 def _head(row: Sequence[Any]) -> Resource:
@@ -166,6 +196,8 @@ def _resource(row: Row[Any]) -> Resource:
 
 
 GROUP_MAX = 64  # writes committed together at most (Store._write)
+# The connection of the innermost Store.reading block, with its store.
+_PINNED: ContextVar[tuple[Store, Connection] | None] = ContextVar("safehold_reading", default=None)
 
 
 class _Job:
@@ -192,6 +224,20 @@ def _translate(exc: BaseException) -> BaseException:
     return exc
 
 
+def _begin_now(conn: Connection, dbapi: sqlite_dbapi.Connection) -> None:
+    """BEGIN IMMEDIATE without the busy handler's wait: WriteBusy if another
+    connection holds SQLite's write lock."""
+    dbapi.apsw.set_busy_timeout(0)
+    try:
+        fastsql.raw(conn, "SELECT 1")
+    except sa.exc.OperationalError as exc:
+        if isinstance(exc.orig, sqlite_dbapi.Busy):
+            raise WriteBusy("the database is locked by another connection") from exc
+        raise
+    finally:
+        dbapi.apsw.set_busy_timeout(dbapi.busy_timeout_ms)
+
+
 class Store:
     """One store per database. Thread-safe; writes are serialized by ``write_lock``
     (SQLite has one writer anyway; the lock keeps waiting in Python, not in
@@ -204,8 +250,22 @@ class Store:
         self.write_lock = threading.Lock()
         self._pending_lock = threading.Lock()
         self._pending: list[_Job] = []  # writes waiting for the write lock (group commit)
+        self._no_wait = threading.local()
 
     # -- plumbing --------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def no_wait(self) -> Iterator[None]:
+        """In this block (on this thread) a write runs only if the write lock is free
+        and no writer is queued for it; otherwise it raises WriteBusy and writes
+        nothing. For a caller that must never wait for another writer: the HTTP
+        layer's event loop (http/app.py). The write is still committed and fsync'd
+        before it returns."""
+        self._no_wait.on = True
+        try:
+            yield
+        finally:
+            self._no_wait.on = False
 
     def _write(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn`` in a write transaction. SQLite: BEGIN IMMEDIATE. PostgreSQL: a
@@ -222,6 +282,18 @@ class Store:
         transaction held it 6-11 ms of which ~1 ms was work (docs/benchmarks.md). A
         writer alone runs without a savepoint, as before."""
         job = _Job(fn)
+        if getattr(self._no_wait, "on", False):
+            # Queued writers go first (they would starve behind a caller that never
+            # queues); the caller retries where it may wait, and joins their group.
+            if self._pending or not self.write_lock.acquire(blocking=False):
+                raise WriteBusy("the write lock is taken")
+            try:
+                self._run_batch([job], no_wait=True)
+            finally:
+                self.write_lock.release()
+            if job.error is not None:
+                raise job.error
+            return cast(T, job.result)
         with self._pending_lock:
             self._pending.append(job)
         with self.write_lock:
@@ -236,9 +308,11 @@ class Store:
             raise job.error
         return cast(T, job.result)
 
-    def _run_batch(self, batch: list[_Job]) -> None:
+    def _run_batch(self, batch: list[_Job], *, no_wait: bool = False) -> None:
         """Run ``batch`` in one transaction under the write lock; set each job's
-        result or error (all of them an error if the commit fails)."""
+        result or error (all of them an error if the commit fails). ``no_wait``: on
+        SQLite, if another process holds the database's write lock (`safehold import`,
+        the CLI), fail at once with WriteBusy instead of waiting for it."""
         failure: BaseException | None = None
         try:
             with self.engine.connect() as conn:
@@ -250,6 +324,8 @@ class Store:
                         if not isinstance(dbapi, sqlite_dbapi.Connection):
                             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"),
                                          {"k": WRITE_LOCK_KEY})
+                        elif no_wait:
+                            _begin_now(conn, dbapi)
                         if len(batch) == 1:
                             batch[0].result = batch[0].fn(conn)
                         else:
@@ -276,7 +352,36 @@ class Store:
                     job.error, job.result = failure, None
                 job.done = True
 
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """Every read of this store in the block (on this thread or task) runs in one
+        read transaction, one snapshot (REPEATABLE READ on PostgreSQL): a request that
+        reads a head, then a body, then a listing checks out one connection and begins
+        and ends one transaction instead of one per read (a GET paid for two). Only for
+        blocks that write nothing: a write commits on its own connection, and reads
+        after it here would not see it. Nested blocks join the outer one."""
+        pinned = _PINNED.get()
+        if pinned is not None and pinned[0] is self:
+            yield
+            return
+        with self.engine.connect() as conn:
+            with conn.begin():
+                if conn.dialect.name != "sqlite":
+                    conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                token = _PINNED.set((self, conn))
+                try:
+                    yield
+                finally:
+                    _PINNED.reset(token)
+
+    def _pinned(self) -> Connection | None:
+        pinned = _PINNED.get()
+        return pinned[1] if pinned is not None and pinned[0] is self else None
+
     def _read(self, fn: Callable[[Connection], T]) -> T:
+        conn = self._pinned()
+        if conn is not None:
+            return fn(conn)
         with self.engine.connect() as conn:
             with conn.begin():
                 return fn(conn)
@@ -286,6 +391,9 @@ class Store:
         read transaction is one snapshot already; PostgreSQL's READ COMMITTED takes a
         new one per statement, so this asks for REPEATABLE READ (read only: it never
         fails with a serialization error)."""
+        pinned = self._pinned()
+        if pinned is not None:
+            return fn(pinned)  # Store.reading's transaction is one snapshot already
         with self.engine.connect() as conn:
             with conn.begin():
                 if conn.dialect.name != "sqlite":
@@ -406,7 +514,7 @@ class Store:
         return self._read(q)
 
     def last_seq(self) -> int:
-        return self._read(lambda c: int(c.execute(_LAST_SEQ).scalar() or 0))
+        return self._read(lambda c: int(fastsql.rows(c, _F_LAST_SEQ, {})[0][0] or 0))
 
     def change_count(self) -> int:
         return self._read(lambda c: int(c.execute(sa.select(sa.func.count()).select_from(change)).scalar() or 0))
@@ -570,8 +678,7 @@ class Store:
         return self._snapshot(lambda c: self._collection_seq(c, path))
 
     def _collection_seq(self, c: Connection, path: str) -> int:
-        members = c.execute(_MEMBERS_SEQ, {"k_path": path}).scalar()
-        own = c.execute(_OWN_SEQ, {"k_path": path}).scalar()
+        (members, own), = fastsql.rows(c, _F_COLLECTION_SEQ, {"k_path": path})
         return int(max(members or 0, own or 0))
 
     def changes_since(self, path: str, seq: int) -> list[tuple[Change, Resource | None]]:
@@ -582,9 +689,9 @@ class Store:
         next sync would report again). Writers commit in seq order (``_write``), so the
         snapshot holds every change up to its highest seq and none missing below it."""
         def q(c: Connection) -> list[tuple[Change, Resource | None]]:
-            rows = c.execute(_CHANGES_SINCE, {"k_parent": path, "k_seq": seq}).all()
+            rows = fastsql.rows(c, _F_CHANGES_SINCE, {"k_parent": path, "k_seq": seq})
             return [(Change(r[13], int(r[14]), r[0] is None),
-                     None if r[0] is None else _head(cast("Row[Any]", r)))
+                     None if r[0] is None else _head(r))
                     for r in rows]
         return self._read(q)
 
@@ -597,11 +704,28 @@ class Store:
             return self._collection_seq(c, path), members
         return self._snapshot(q)
 
+    def changed_more_than(self, path: str, seq: int, count: int) -> bool:
+        """Whether members of collection ``path`` changed more than ``count`` times
+        after ``seq`` (a bounded look at ix_version_parent_seq)."""
+        return self._read(lambda c: bool(fastsql.rows(
+            c, _F_MORE_CHANGES, {"k_parent": path, "k_seq": seq, "k_limit": 1, "k_offset": count})))
+
+    def index_rows_more_than(self, collection: str, count: int) -> bool:
+        """Whether collection ``collection`` has more than ``count`` index rows."""
+        return self._read(lambda c: int(fastsql.rows(
+            c, _F_INDEX_ROWS, {"k_collection": collection, "k_limit": count + 1,
+                               "k_offset": 0})[0][0]) > count)
+
     def get_many(self, paths: list[str]) -> dict[str, Resource]:
         def q(c: Connection) -> dict[str, Resource]:
             out: dict[str, Resource] = {}
-            for i in range(0, len(paths), 500):
-                for r in c.execute(_GET_MANY, {"k_paths": paths[i:i + 500]}).all():
+            for i in range(0, len(paths), 512):
+                part = paths[i:i + 512]
+                st, size = _get_many(len(part))
+                # Padded with the last path up to the statement's size (a repeated
+                # value in IN changes nothing).
+                params = {f"k_p{j}": part[min(j, len(part) - 1)] for j in range(size)}
+                for r in fastsql.rows(c, st, params):
                     res = _head(r)
                     out[res.path] = res
             return out
@@ -613,23 +737,35 @@ class Store:
         return [res for res, _ in self.index_entries(collection, component, start, end)]
 
     def index_entries(self, collection: str, component: str | None, start: float | None,
-                      end: float | None) -> list[tuple[Resource, ItemIndex]]:
+                      end: float | None, limit: int | None = None) -> list[tuple[Resource, ItemIndex]]:
         """``index_candidates`` with each member's index row (its envelope decides
-        many time-range matches without parsing, see core.formats.ical.CalendarInfo)."""
-        shape = (bool(component), start is not None, end is not None)
+        many time-range matches without parsing, see core.formats.ical.CalendarInfo);
+        at most ``limit`` of them (the first by path) if given."""
+        shape = (bool(component), start is not None, end is not None, limit is not None)
         stmt = _INDEX_ENTRIES.get(shape)
         if stmt is None:
-            stmt = _INDEX_ENTRIES[shape] = _index_entries(*shape)
+            select = _index_entries(*shape[:3])
+            if limit is not None:
+                # An explicit offset: SQLite's compiler adds one, unnamed, to a LIMIT.
+                select = select.limit(sa.bindparam("k_limit")).offset(sa.bindparam("k_offset"))
+            stmt = _INDEX_ENTRIES[shape] = fastsql.Statement(select)
         params = {k: v for k, v in (("k_collection", collection), ("k_component", component),
-                                    ("k_start", start), ("k_end", end)) if v is not None and v != ""}
+                                    ("k_start", start), ("k_end", end), ("k_limit", limit),
+                                    ("k_offset", None if limit is None else 0))
+                  if v is not None and v != ""}
 
         def q(c: Connection) -> list[tuple[Resource, ItemIndex]]:
             return [(_head(r), ItemIndex(r[13], r[14], r[15], r[16], bool(r[17]), _load_spans(r[18])))
-                    for r in c.execute(stmt, params).all()]
+                    for r in fastsql.rows(c, stmt, params)]
         return self._read(q)
 
     def read_bytes(self, res: Resource) -> bytes:
         return b"".join(self.read_body(res))
+
+    def read_small(self, hashes: list[str]) -> dict[str, bytes]:
+        """The bodies of those blobs that are one chunk, by hash, in this thread's read
+        transaction if it has one (``reading``); larger ones are left to ``read_body``."""
+        return self._read(lambda c: blobs.read_small_in(c, hashes))
 
     # -- locks (RFC 4918 §6, §9.10): not user data, so not versioned ------------
 
@@ -651,26 +787,36 @@ class Store:
                          expires_at=r.expires_at) for r in rows]
         return self._read(q)
 
-    def locks_under(self, roots: list[str]) -> list[Lock]:
-        """Every unexpired lock on the trees ``roots`` (a request's user's homes): one
-        query, from which ``locks_for`` answers for any path below them."""
+    def _locks_under(self, c: Connection, roots: list[str]) -> list[Lock]:
         now = self.clock()
         stmt = _LOCKS_UNDER.get(len(roots))
         if stmt is None:
-            stmt = _LOCKS_UNDER[len(roots)] = sa.select(lock).where(sa.or_(*[
-                (lock.c.path == sa.bindparam(f"k_root{i}")) | ((lock.c.path >= sa.bindparam(f"k_low{i}"))
-                                                              & (lock.c.path < sa.bindparam(f"k_high{i}")))
-                for i in range(len(roots))])).where(lock.c.expires_at > sa.bindparam("k_now"))
+            # Every request that may write asks this (RFC 4918 §7): run on the driver's
+            # cursor (store/fastsql.py), in Lock's field order.
+            stmt = _LOCKS_UNDER[len(roots)] = fastsql.Statement(sa.select(
+                lock.c.token, lock.c.path, lock.c.depth, lock.c.scope, lock.c.owner_xml,
+                lock.c.principal_id, lock.c.timeout, lock.c.expires_at).where(sa.or_(*[
+                    (lock.c.path == sa.bindparam(f"k_root{i}"))
+                    | ((lock.c.path >= sa.bindparam(f"k_low{i}")) & (lock.c.path < sa.bindparam(f"k_high{i}")))
+                    for i in range(len(roots))])).where(lock.c.expires_at > sa.bindparam("k_now")))
         params: dict[str, Any] = {"k_now": now}
         for i, root in enumerate(roots):
             params.update({f"k_root{i}": root, f"k_low{i}": root + "/", f"k_high{i}": root + "0"})
+        return [Lock(*r) for r in fastsql.rows(c, stmt, params)]
 
-        def q(c: Connection) -> list[Lock]:
-            rows = c.execute(stmt, params).all()
-            return [Lock(token=r.token, path=r.path, depth=r.depth, scope=r.scope,
-                         owner_xml=r.owner_xml, principal_id=r.principal_id, timeout=r.timeout,
-                         expires_at=r.expires_at) for r in rows]
-        return self._read(q) if roots else []
+    def locks_under(self, roots: list[str]) -> list[Lock]:
+        """Every unexpired lock on the trees ``roots`` (a request's user's homes): one
+        query, from which ``locks_for`` answers for any path below them."""
+        return self._read(lambda c: self._locks_under(c, roots)) if roots else []
+
+    def get_pair_and_locks(self, path: str, roots: list[str]
+                           ) -> tuple[Resource | None, Resource | None, list[Lock]]:
+        """``get_pair`` and ``locks_under`` in one read: what a write request checks
+        before it writes (RFC 4918 §7), for one connection checkout instead of two."""
+        def q(c: Connection) -> tuple[Resource | None, Resource | None, list[Lock]]:
+            head, parent = self._get_pair(c, path)
+            return head, parent, self._locks_under(c, roots) if roots else []
+        return self._read(q)
 
     def add_lock(self, path: str, depth: str, scope: str, owner_xml: str | None,
                  principal_id: int, timeout: int,

@@ -74,6 +74,10 @@ class FsyncFailed(OperationalError):
     """SQLite reported that an fsync failed: the process must stop (see engine)."""
 
 
+class Busy(OperationalError):
+    """Another connection (or process) holds the lock this statement needs."""
+
+
 def _translate(exc: apsw.Error) -> DatabaseError:
     if isinstance(exc, apsw.ConstraintError):
         return IntegrityError(str(exc))
@@ -81,6 +85,8 @@ def _translate(exc: apsw.Error) -> DatabaseError:
         return FsyncFailed(str(exc))
     if isinstance(exc, apsw.SQLError):
         return OperationalError(str(exc))
+    if isinstance(exc, (apsw.BusyError, apsw.LockedError)):
+        return Busy(str(exc))
     if isinstance(exc, (apsw.BusyError, apsw.LockedError, apsw.IOError, apsw.FullError,
                         apsw.CantOpenError, apsw.ReadOnlyError)):
         return OperationalError(str(exc))
@@ -185,10 +191,11 @@ class Cursor:
 
 
 class Connection:
-    def __init__(self, db: apsw.Connection) -> None:
+    def __init__(self, db: apsw.Connection, busy_timeout_ms: int = 0) -> None:
         self._db = db
         self.isolation_level: str | None = ""
         self.immediate = False
+        self.busy_timeout_ms = busy_timeout_ms  # how long a statement waits for a lock
 
     @property
     def in_transaction(self) -> bool:
@@ -240,4 +247,4 @@ def connect(database: str, timeout: float = 30.0, **_: Any) -> Connection:
         db.set_busy_timeout(int(timeout * 1000))
     except apsw.Error as exc:
         raise _translate(exc) from exc
-    return Connection(db)
+    return Connection(db, int(timeout * 1000))

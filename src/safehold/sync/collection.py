@@ -5,13 +5,27 @@ from __future__ import annotations
 
 from lxml import etree
 
-from safehold.dav import multistatus
+from safehold.dav import listing, multistatus
 from safehold.dav.backend import DavBackend, Node
 from safehold.dav.errors import DavError
 from safehold.dav.methods import propfind
 from safehold.dav.paths import href
 from safehold.dav.types import DavRequest, DavResponse
 from safehold.dav.xml import dav
+
+
+# An incremental sync with at most this many changes is bounded work (report.quick).
+QUICK_CHANGES = 100
+
+
+def quick(req: DavRequest, backend: DavBackend, node: Node,
+          root: etree._Element) -> DavResponse | None:
+    """``handle`` if this is a sync after a token with few changes, else None."""
+    token = (root.findtext(dav("sync-token")) or "").strip()
+    if not token or not node.is_collection or node.virtual \
+            or not backend.changes_within(node, token, QUICK_CHANGES):
+        return None
+    return handle(req, backend, node, root)
 
 
 def handle(req: DavRequest, backend: DavBackend, node: Node, root: etree._Element) -> DavResponse:
@@ -37,6 +51,17 @@ def handle(req: DavRequest, backend: DavBackend, node: Node, root: etree._Elemen
             raise DavError(400, "DAV:nresults must be positive")
     prop = root.find(dav("prop"))
     names = [str(p.tag) for p in prop if isinstance(p.tag, str)] if prop is not None else []
+    if not token:
+        # The initial sync lists the whole collection: a page at a time, and the token
+        # from the same snapshot as every page (dav/listing.py), so that nothing listed
+        # is newer than the token (the next sync would report it again) and nothing
+        # older is missing (it would never be reported).
+        snapshot = backend.listing(node)
+        key_names = propfind.cacheable("prop", names)
+        return DavResponse(207, [multistatus.CONTENT_TYPE], listing.body(
+            "", snapshot, lambda page: propfind.page_responses(page, backend, "prop", names),
+            None if key_names is None else (node.href, key_names),
+            multistatus.text_element(dav("sync-token"), snapshot.token)))
     # The members come with the token, from one snapshot: re-reading them here could
     # report a newer version than the token covers, and the next sync would report
     # it again.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from safehold.dav import fragments, multistatus, props, xml
+import re
+
+from safehold.dav import fragments, listing, multistatus, props, xml
 from safehold.dav.backend import DavBackend, Node
 from safehold.dav.errors import DavError
 from safehold.dav.paths import href
@@ -97,6 +99,37 @@ def responses_for(nodes: list[Node], backend: DavBackend, mode: str, names: list
     return out
 
 
+# Hrefs that percent-encoding and XML escaping both leave as they are (most of them).
+_PLAIN_HREF = re.compile(r"[A-Za-z0-9/._~!$'()*+,;=:@-]*").fullmatch
+
+
+def page_responses(nodes: list[Node], backend: DavBackend, mode: str,
+                   names: list[str]) -> list[str]:
+    """``response_for`` of a page of a streamed listing (dav/listing.py caches whole
+    pages, so members are not cached one by one). Properties that all have a text
+    function (props.FAST, what clients list with) take a shorter path: the same text,
+    in about half the time, which is what a listing costs the first time."""
+    fns = [props.FAST.get(name) for name in names] if mode == "prop" else []
+    if mode != "prop" or any(fn is None for fn in fns):
+        return [response_for(n, backend, mode, names) for n in nodes]
+    pairs = [(fn, multistatus.empty(name)) for fn, name in zip(fns, names, strict=True)
+             if fn is not None]
+    out = []
+    for node in nodes:
+        found: list[str] = []
+        missing: list[str] = []
+        for fn, empty in pairs:
+            text = fn(node, backend)
+            if text is None:
+                missing.append(empty)
+            else:
+                found.append(text)
+        h = node.href
+        out.append(multistatus.escaped_response(
+            h if _PLAIN_HREF(h) else multistatus.escape(href(h)), found, missing))
+    return out
+
+
 def handle(req: DavRequest, backend: DavBackend) -> DavResponse:
     d = depth(req)
     mode, names = parse_request(req.body_bytes())
@@ -104,6 +137,12 @@ def handle(req: DavRequest, backend: DavBackend) -> DavResponse:
     if node is None:
         raise DavError(404, "not found")
     out = [response_for(node, backend, mode, names)]
+    if d == 1 and node.is_collection and not node.virtual:
+        # A page at a time, from one snapshot (dav/listing.py).
+        key_names = cacheable(mode, names)
+        return DavResponse(207, [multistatus.CONTENT_TYPE], listing.body(
+            out[0], backend.listing(node), lambda page: page_responses(page, backend, mode, names),
+            None if key_names is None else (node.href, key_names)))
     if d == 1 and node.is_collection:
         out += responses_for(backend.children(node), backend, mode, names)
     return DavResponse(207, [multistatus.CONTENT_TYPE], multistatus.document(out))

@@ -12,11 +12,30 @@ from safehold.dav.errors import DavError
 from safehold.dav.types import DavRequest, DavResponse
 
 Report = Callable[[DavRequest, DavBackend, Node, etree._Element], DavResponse]
+# A report's bounded variant: its answer if its work is bounded (a few changes, a few
+# hrefs, a small calendar), else None. See handler.quick.
+QuickReport = Callable[[DavRequest, DavBackend, Node, etree._Element], DavResponse | None]
 REPORTS: dict[str, Report] = {}
+QUICK: dict[str, QuickReport] = {}
 
 
-def register(name: str, fn: Report) -> None:
+def register(name: str, fn: Report, quick: QuickReport | None = None) -> None:
     REPORTS[name] = fn
+    if quick is not None:
+        QUICK[name] = quick
+
+
+def quick(req: DavRequest, backend: DavBackend) -> DavResponse | None:
+    """The answer of a report whose quick variant finds its work bounded, else None
+    (the caller runs ``handle``). Bad input raises here as it would there."""
+    root = xml.parse(req.body_bytes())
+    fn = QUICK.get(str(root.tag))
+    if fn is None:
+        return None
+    node = backend.get(req.path)
+    if node is None:
+        raise DavError(404, "not found")
+    return fn(req, backend, node, root)
 
 
 def handle(req: DavRequest, backend: DavBackend) -> DavResponse:
