@@ -20,6 +20,7 @@ from safehold.store import engine as engine_mod
 from safehold.store.listing import Snapshot, stamp_of
 from safehold.store.repo import Store
 from tests.conftest import DATABASES, _env_for
+from tests.support.ical import vcalendar
 from tests.support.server import Server, add_user, cli
 
 D = "{DAV:}"
@@ -37,11 +38,6 @@ def _event(i: int, summary: str = "Listed") -> str:
             "END:VEVENT\r\n")
 
 
-def _calendar(events: list[str]) -> str:
-    return ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//safehold tests//EN\r\n"
-            + "".join(events) + "END:VCALENDAR\r\n")
-
-
 @pytest.fixture(scope="module", params=DATABASES)
 def big(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server with N events in alice's calendar and a small page size."""
@@ -49,7 +45,7 @@ def big(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     env = {**_env_for(request.param, request), "SAFEHOLD_LISTING_PAGE_SIZE": str(PAGE)}
     add_user(data, "alice", env=env)
     ics = data.parent / "many.ics"
-    ics.write_text(_calendar([_event(i) for i in range(N)]))
+    ics.write_text(vcalendar([_event(i) for i in range(N)]))
     cli(data, "import", "alice", str(ics), "--into", CAL, env=env)
     srv = Server(data, env=env).start()
     yield srv
@@ -108,15 +104,15 @@ def test_cached_pages_follow_changes(big: Server) -> None:
         before = _members(c.request("PROPFIND", CAL, headers={"Depth": "1"}, content=ETAGS).content)
         names = sorted(before)
         changed, gone = names[len(names) // 2], names[-3]
-        r = c.put(changed, content=_calendar([_event(int(changed[-9:-4]), "Changed")]),
+        r = c.put(changed, content=vcalendar([_event(int(changed[-9:-4]), "Changed")]),
                   headers={"Content-Type": "text/calendar", "If-Match": before[changed]})
         assert r.status_code == 204, r.text
-        r = c.put(changed, content=_calendar([_event(int(changed[-9:-4]), "Changed again")]),
+        r = c.put(changed, content=vcalendar([_event(int(changed[-9:-4]), "Changed again")]),
                   headers={"Content-Type": "text/calendar"})
         assert r.status_code == 204, r.text
         assert c.delete(gone).status_code == 204
         new = f"{CAL}zz-new.ics"
-        assert c.put(new, content=_calendar([_event(N + 1)]),
+        assert c.put(new, content=vcalendar([_event(N + 1)]),
                      headers={"Content-Type": "text/calendar"}).status_code == 201
         after = _members(c.request("PROPFIND", CAL, headers={"Depth": "1"}, content=ETAGS).content)
         assert set(after) == set(before) - {gone} | {new}
@@ -139,11 +135,11 @@ def test_streamed_initial_sync_then_incremental_loses_nothing(big: Server) -> No
             while not stop.is_set():
                 k = next(counter)
                 i = (k * 37) % N
-                r = w.put(f"{CAL}list-{i:05d}.ics", content=_calendar([_event(i, f"Rev {k}")]),
+                r = w.put(f"{CAL}list-{i:05d}.ics", content=vcalendar([_event(i, f"Rev {k}")]),
                           headers={"Content-Type": "text/calendar"})
                 if r.status_code not in (201, 204):
                     errors.append(f"PUT {r.status_code} {r.text[:200]}")
-                r = w.put(f"{CAL}w-{k}.ics", content=_calendar([_event(10_000 + k)]),
+                r = w.put(f"{CAL}w-{k}.ics", content=vcalendar([_event(10_000 + k)]),
                           headers={"Content-Type": "text/calendar"})
                 if r.status_code != 201:
                     errors.append(f"PUT new {r.status_code} {r.text[:200]}")

@@ -21,6 +21,7 @@ from safehold.store import engine as engine_mod
 from safehold.store.repo import Store
 from safehold.sync import collection as sync_collection
 from tests.conftest import DATABASES, _env_for
+from tests.support.ical import vcalendar
 from tests.support.server import Server, add_user, cli
 
 D = "{DAV:}"
@@ -38,11 +39,6 @@ def _event(uid: str, day: int, summary: str = "Quick") -> str:
             "END:VEVENT\r\n")
 
 
-def _calendar(events: list[str]) -> str:
-    return ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//safehold tests//EN\r\n"
-            + "".join(events) + "END:VCALENDAR\r\n")
-
-
 @pytest.fixture(scope="module", params=DATABASES)
 def srv(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     data = tmp_path_factory.mktemp("quick") / "data"
@@ -50,7 +46,7 @@ def srv(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     for user, n, into in (("alice", N_BIG, BIG), ("bob", N_SMALL, SMALL)):
         add_user(data, user, env=env)
         ics = data.parent / f"{user}.ics"
-        ics.write_text(_calendar([_event(f"{user}-{i:05d}", 1 + i % 28) for i in range(n)]))
+        ics.write_text(vcalendar([_event(f"{user}-{i:05d}", 1 + i % 28) for i in range(n)]))
         cli(data, "import", user, str(ics), "--into", into, env=env)
     server = Server(data, env=env).start()
     yield server
@@ -91,7 +87,7 @@ def test_incremental_sync_on_both_sides_of_the_bound(srv: Server) -> None:
             for href in changed:
                 day = 1 + items.index(href) % 28
                 uid = href.rsplit("/", 1)[1].removesuffix(".ics")
-                r = c.put(href, content=_calendar([_event(uid, day, f"Changed {n}")]),
+                r = c.put(href, content=vcalendar([_event(uid, day, f"Changed {n}")]),
                           headers={"Content-Type": "text/calendar"})
                 assert r.status_code == 204, r.text
                 etags[href] = r.headers["etag"]
