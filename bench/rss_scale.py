@@ -19,9 +19,7 @@ run seeded (seeding 100,000 events takes 10-20 minutes). Never part of the test 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -32,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import data  # noqa: E402
 import servers  # noqa: E402
 from sync_scale import wait_idle  # noqa: E402
-from workloads import Bench  # noqa: E402
+from workloads import Bench, run_imports  # noqa: E402
 
 IMPORTS = 2  # `safehold import` processes at once
 
@@ -65,20 +63,13 @@ class ChildWatch(threading.Thread):
 def seed(server: servers.Server, bench: Bench) -> float:
     assert server.import_command is not None
     began = time.perf_counter()
-    procs = []
-    for k in range(IMPORTS):
-        share = bench.events[k::IMPORTS]
-        path = server.data_dir.parent / f"seed-{k}.ics"
-        path.write_bytes(data.calendar(share))
-        procs.append((path, subprocess.Popen(server.import_command(path, server.collections.calendar),
-                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)))
+    results = run_imports(server, server.collections.calendar, [
+        (f"seed-{k}.ics", data.calendar(bench.events[k::IMPORTS])) for k in range(IMPORTS)])
     created = 0
-    for path, proc in procs:
-        out, err = proc.communicate()
-        path.unlink()
-        if proc.returncode != 0:
-            raise SystemExit(f"import failed: {err.decode(errors='replace')[-500:]}")
-        created += json.loads(out)["items"]["created"]
+    for got in results:
+        if isinstance(got, str):
+            raise SystemExit(f"import failed: {got}")
+        created += got
     if created != bench.n:
         raise SystemExit(f"imported {created} events, expected {bench.n}")
     for ev in bench.events:

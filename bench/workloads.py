@@ -211,23 +211,16 @@ class Bench:
             # FILL_IMPORTS processes at once, each on a contiguous share of the rest: parsing
             # is most of an import's time, and it runs outside the write transactions.
             shares = [rest[k::FILL_IMPORTS] for k in range(FILL_IMPORTS)]
-            procs = []
-            for k, share in enumerate(shares):
-                path = self.server.data_dir.parent / f"fill-{k}{suffix}"
-                path.write_bytes(file_of(share))
-                procs.append((path, subprocess.Popen(self.server.import_command(path, collection),
-                                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)))
+            results = run_imports(self.server, collection, [
+                (f"fill-{k}{suffix}", file_of(share)) for k, share in enumerate(shares)])
             created = 0
-            for path, proc in procs:
-                out, err = proc.communicate()
-                path.unlink()
-                if proc.returncode != 0:
-                    res.error(f"fill import: {err.decode(errors='replace')[-300:]}")
+            for share, got in zip(shares, results, strict=True):
+                if isinstance(got, str):
+                    res.error(f"fill import: {got}")
                     continue
-                items = json.loads(out)["items"]
-                created += items["created"]
-                if items["created"] != len(shares[procs.index((path, proc))]):
-                    res.error(f"fill import: {items}")
+                created += got
+                if got != len(share):
+                    res.error(f"fill import: created {got} of {len(share)} items")
             if created != len(rest):
                 return
             for i in rest:
@@ -561,6 +554,27 @@ class Bench:
         res.wall = time.perf_counter() - begin
         res.notes.append(f"{res.count} {'PUTs' if write else 'GETs'} of {target}, one every 10 ms "
                          "after the previous answer")
+
+
+def run_imports(server: Server, collection: str, files: list[tuple[str, bytes]]
+                ) -> list[int | str]:
+    """Run the server's import command on each (file name, bytes) at once, the files
+    written beside its data directory (and removed after); per file the number of items
+    it created, or the end of its error output."""
+    procs = []
+    for name, body in files:
+        path = server.data_dir.parent / name
+        path.write_bytes(body)
+        assert server.import_command is not None
+        procs.append((path, subprocess.Popen(server.import_command(path, collection),
+                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)))
+    results: list[int | str] = []
+    for path, proc in procs:
+        out, err = proc.communicate()
+        path.unlink()
+        results.append(err.decode(errors="replace")[-500:] if proc.returncode != 0
+                       else int(json.loads(out)["items"]["created"]))
+    return results
 
 
 def _responses(body: bytes) -> list[ET.Element]:
