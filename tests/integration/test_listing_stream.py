@@ -123,6 +123,44 @@ def test_cached_pages_follow_changes(big: Server) -> None:
         assert _members(_sync(c).content) == after
 
 
+def test_cached_pages_follow_dead_property_changes(big: Server) -> None:
+    """A PROPPATCH changes no body, but a listing that asks for the dead property must
+    show the new value at once: the page and fragment caches may not serve the old one."""
+    color = (b'<?xml version="1.0" encoding="utf-8"?><D:propfind xmlns:D="DAV:" '
+             b'xmlns:X="urn:example:listing"><D:prop><D:getetag/><X:color/></D:prop></D:propfind>')
+
+    def colors(c: httpx.Client) -> dict[str, str | None]:
+        r = c.request("PROPFIND", CAL, headers={"Depth": "1"}, content=color)
+        assert r.status_code == 207
+        out = {}
+        for resp in ET.fromstring(r.content).findall(f"{D}response"):
+            href = resp.findtext(f"{D}href") or ""
+            found = [p.findtext(f"{D}prop/{{urn:example:listing}}color")
+                     for p in resp.findall(f"{D}propstat") if p.findtext(f"{D}status", "").endswith("200 OK")]
+            out[href] = found[0] if found else None
+        return out
+
+    def patch(c: httpx.Client, href: str, body: str) -> None:
+        r = c.request("PROPPATCH", href, content=(
+            '<?xml version="1.0" encoding="utf-8"?><D:propertyupdate xmlns:D="DAV:" '
+            f'xmlns:X="urn:example:listing">{body}</D:propertyupdate>'))
+        assert r.status_code == 207 and "200 OK" in r.text, r.text
+
+    with big.client() as c:
+        target = f"{CAL}list-{N // 3:05d}.ics"
+        before = colors(c)
+        assert before[target] is None and colors(c) == before  # the second one from the caches
+        patch(c, target, "<D:set><D:prop><X:color>teal</X:color></D:prop></D:set>")
+        after = colors(c)
+        assert after[target] == "teal"
+        assert {h: v for h, v in after.items() if h != target} == \
+            {h: v for h, v in before.items() if h != target}
+        patch(c, target, "<D:set><D:prop><X:color>plum</X:color></D:prop></D:set>")
+        assert colors(c)[target] == "plum"
+        patch(c, target, "<D:remove><D:prop><X:color/></D:prop></D:remove>")
+        assert colors(c) == before
+
+
 def test_streamed_initial_sync_then_incremental_loses_nothing(big: Server) -> None:
     """The token of a streamed initial sync taken while another client writes, followed
     by an incremental sync, gives exactly the final state: nothing lost, nothing stale."""
