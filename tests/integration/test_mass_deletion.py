@@ -92,3 +92,14 @@ def test_strict_mode_stops_at_the_threshold(strict_server: Server) -> None:
     cli(strict_server.data_dir, "incident", "confirm", str(inc["id"]), env=strict_server.env)
     with strict_server.client(headers=PHONE) as phone:
         assert phone.delete(f"{BOOK}/c38.vcf").status_code == 204
+
+
+@pytest.mark.parametrize("agent", ["", "Gone-mad " * 80 + "!"], ids=["no-user-agent", "long-user-agent"])
+def test_strict_mode_stops_clients_whatever_their_user_agent(strict_server: Server, agent: str) -> None:
+    """The change log keeps no User-Agent as NULL and a long one cut to 512 characters:
+    a client sending either is counted like any other (it was not counted at all)."""
+    _fill(strict_server, 40)
+    with strict_server.client(headers={"User-Agent": agent}) as phone:
+        statuses = [phone.delete(f"{BOOK}/c{i}.vcf").status_code for i in range(20)]
+    assert statuses[:11] == [204] * 11
+    assert set(statuses[11:]) == {503}

@@ -68,9 +68,10 @@ class Guard:
         now = self.clock()
         count, first, last = self.port.recent_deletes(collection, actor.principal_id, ua,
                                                       now - self.policy.window)
-        remaining = self.port.member_count(collection)
-        total = count + remaining
-        if count <= self.policy.min_items or total == 0 or count / total <= self.policy.share:
+        if count <= self.policy.min_items:
+            return None  # the usual case: no need to count the collection's members
+        total = count + self.port.member_count(collection)
+        if count / total <= self.policy.share:
             return None
         inc = self.port.find_open(collection, actor.principal_id, ua)
         if inc is None:

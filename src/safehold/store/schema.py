@@ -53,6 +53,10 @@ change = sa.Table(
     sa.Column("actor_id", sa.Integer, nullable=True),
     sa.Column("user_agent", sa.Text, nullable=True),
     sa.Column("request_id", sa.String(64), nullable=True),
+    # Revision 0007: deletions by time, for the mass-deletion guard (store/incidents.py);
+    # partial, so that the writes that are not deletions pay nothing for it.
+    sa.Index("ix_change_delete_at", "at", sqlite_where=sa.text("op = 'delete'"),
+             postgresql_where=sa.text("op = 'delete'")),
     sqlite_autoincrement=True,
 )
 
