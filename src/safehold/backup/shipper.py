@@ -137,12 +137,12 @@ class Shipper:
             manifest_mod.write(replica, self.key, man)
             # Only once the manifest names the segment: an orphan segment the next pass
             # deletes must not leave its bodies counted as shipped.
-            rep.mark_inline(self.store, replica.url, snap_seq, [h for h, _ in inline])
+            rep.record_segment(self.store, replica.url, snap_seq, [h for h, _ in inline],
+                               shipped_seq=last, shipped_at=self.clock(), last_error=None,
+                               error_at=None)
             shipped = last
             self._accounts[replica.url] = (last, digest)
             segments += 1
-            rep.save_replica_row(self.store, replica.url, shipped_seq=last, shipped_at=self.clock(),
-                                 last_error=None, error_at=None)
             saved = last
             with self._progress:
                 self._progress.notify_all()

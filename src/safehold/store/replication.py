@@ -101,13 +101,15 @@ def shipped_blobs(store: Store, url: str, hashes: list[str]) -> set[str]:
 
 def mark_blobs(store: Store, url: str, hashes: list[str]) -> None:
     if hashes:
-        def tx(c: Connection) -> None:
-            have = set(c.execute(sa.select(replica_blob.c.hash).where(
-                replica_blob.c.url == url, replica_blob.c.hash.in_(hashes))).scalars())
-            new = [{"url": url, "hash": h} for h in set(hashes) - have]
-            if new:
-                c.execute(sa.insert(replica_blob), new)
-        store._write(tx)
+        store._write(lambda c: _mark_in(c, url, hashes))
+
+
+def _mark_in(c: Connection, url: str, hashes: list[str]) -> None:
+    have = set(c.execute(sa.select(replica_blob.c.hash).where(
+        replica_blob.c.url == url, replica_blob.c.hash.in_(hashes))).scalars())
+    new = [{"url": url, "hash": h} for h in set(hashes) - have]
+    if new:
+        c.execute(sa.insert(replica_blob), new)
 
 
 def _inline_key(url: str, snapshot_seq: int) -> str:
@@ -119,10 +121,6 @@ def _inline_key(url: str, snapshot_seq: int) -> str:
 
 def inline_known(store: Store, url: str, snapshot_seq: int, hashes: list[str]) -> set[str]:
     return shipped_blobs(store, _inline_key(url, snapshot_seq), hashes)
-
-
-def mark_inline(store: Store, url: str, snapshot_seq: int, hashes: list[str]) -> None:
-    mark_blobs(store, _inline_key(url, snapshot_seq), hashes)  # one write per segment
 
 
 def forget_inline(store: Store, url: str, keep: int | None) -> None:
@@ -191,11 +189,25 @@ def replica_row(store: Store, url: str) -> dict[str, Any] | None:
 
 
 def save_replica_row(store: Store, url: str, **values: Any) -> None:
+    store._write(lambda c: _save_row_in(c, url, values))
+
+
+def _save_row_in(c: Connection, url: str, values: dict[str, Any]) -> None:
+    if c.execute(sa.update(replica_state).where(replica_state.c.url == url)
+                 .values(**values)).rowcount == 0:
+        base = {"shipped_seq": 0, "snapshot_seq": 0, **values}
+        c.execute(sa.insert(replica_state).values(url=url, **base))
+
+
+def record_segment(store: Store, url: str, snapshot_seq: int, inline: list[str],
+                   **values: Any) -> None:
+    """After the manifest names a segment: the bodies it carried inline (``mark_blobs``)
+    and the replica's row (``save_replica_row``), in one write transaction -- two cost
+    two fsyncs and two turns of the write lock per segment, while users' PUTs waited."""
     def tx(c: Connection) -> None:
-        if c.execute(sa.update(replica_state).where(replica_state.c.url == url)
-                     .values(**values)).rowcount == 0:
-            base = {"shipped_seq": 0, "snapshot_seq": 0, **values}
-            c.execute(sa.insert(replica_state).values(url=url, **base))
+        if inline:
+            _mark_in(c, _inline_key(url, snapshot_seq), inline)
+        _save_row_in(c, url, values)
     store._write(tx)
 
 
