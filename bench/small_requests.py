@@ -12,7 +12,11 @@ Workloads (one keep-alive client, one request at a time, as bench/workloads.py):
 GET of random items, PROPFIND Depth 0 of the calendar, sync-collection incremental
 (after 1% of the events changed), calendar-multiget of 100 random events with their
 calendar-data, calendar-query of one month (bench/workloads.py's), DELETE of single
-items, PUT of a new vCard and of a new event (If-None-Match: *).
+items, PUT of a new vCard and of a new event (If-None-Match: *). The listings of the
+calendar (PROPFIND Depth 1 with resourcetype, getetag, getcontenttype; an initial
+sync-collection with getetag) each come twice: after one new event (its PUT, not timed,
+lands at a random place among the members), and cold (before each one, untimed, a new
+event lands in every thousand members, so that no rendered page can be reused).
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ QUERY = (b'<?xml version="1.0" encoding="utf-8"?><C:calendar-query xmlns:D="DAV:
          b'<C:filter><C:comp-filter name="VCALENDAR"><C:comp-filter name="VEVENT">'
          b'<C:time-range start="20260301T000000Z" end="20260401T000000Z"/>'
          b"</C:comp-filter></C:comp-filter></C:filter></C:calendar-query>")
+PROPFIND1 = (b'<?xml version="1.0" encoding="utf-8"?><D:propfind xmlns:D="DAV:"><D:prop>'
+             b"<D:resourcetype/><D:getetag/><D:getcontenttype/></D:prop></D:propfind>")
 PROPFIND0 = (b'<?xml version="1.0" encoding="utf-8"?><D:propfind xmlns:D="DAV:"><D:prop>'
              b"<D:resourcetype/><D:displayname/><D:getctag xmlns:D='http://calendarserver.org/ns/'/>"
              b"</D:prop></D:propfind>")
@@ -59,6 +65,7 @@ class Target:
     doomed: list[str] = field(default_factory=list)
     token: bytes = b""
     created: int = 0  # items made by the PUT workloads
+    spread: int = 0  # events made by the listing workloads' untimed PUTs
     latencies: dict[str, list[float]] = field(default_factory=dict)
     walls: dict[str, float] = field(default_factory=dict)
     cpu: dict[str, float] = field(default_factory=dict)
@@ -119,6 +126,9 @@ class Workload:
     make: Callable[[Target, random.Random], tuple[str, str, dict[str, str], bytes | None]]
     ok: Callable[[httpx.Response], bool]
     per_batch: int
+    # Requests made, untimed, before each timed one (their server CPU is left out too).
+    prep: Callable[[Target, random.Random], list[tuple[str, str, dict[str, str], bytes | None]]] \
+        | None = None
 
 
 def workloads() -> list[Workload]:
@@ -167,6 +177,31 @@ def workloads() -> list[Workload]:
                 {"Content-Type": "text/calendar; charset=utf-8", "If-None-Match": "*"},
                 data.calendar([ev]))
 
+    def listing(t: Target, rng: random.Random) -> tuple[str, str, dict[str, str], bytes | None]:
+        assert t.server is not None
+        return ("PROPFIND", t.server.collections.calendar,
+                {"Depth": "1", "Content-Type": "application/xml"}, PROPFIND1)
+
+    def sync_initial(t: Target, rng: random.Random) -> tuple[str, str, dict[str, str], bytes | None]:
+        assert t.server is not None
+        return ("REPORT", t.server.collections.calendar,
+                {"Depth": "0", "Content-Type": "application/xml"}, SYNC % b"")
+
+    def new_event(t: Target, after: int) -> tuple[str, str, dict[str, str], bytes | None]:
+        # Sorts right after the fill's event number ``after`` (bench-ev-NNNNNNN.ics).
+        assert t.server is not None
+        t.spread += 1
+        ev = data.Event(f"bench-ev-{after:07d}-{t.spread:06d}", data.YEAR_START, False)
+        return ("PUT", t.server.collections.calendar + ev.name,
+                {"Content-Type": "text/calendar; charset=utf-8", "If-None-Match": "*"},
+                data.calendar([ev]))
+
+    def one_new(t: Target, rng: random.Random) -> list[tuple[str, str, dict[str, str], bytes | None]]:
+        return [new_event(t, rng.randrange(max(1, len(t.events))))]
+
+    def every_page(t: Target, rng: random.Random) -> list[tuple[str, str, dict[str, str], bytes | None]]:
+        return [new_event(t, k) for k in range(rng.randrange(500), max(1, len(t.events)), 1000)]
+
     return [Workload("GET random item", get, lambda r: r.status_code == 200, 40),
             Workload("PROPFIND Depth 0 (calendar)", propfind, lambda r: r.status_code == 207, 20),
             Workload("sync-collection incremental", sync, lambda r: r.status_code == 207, 10),
@@ -174,14 +209,28 @@ def workloads() -> list[Workload]:
             Workload("calendar-query one month", query, lambda r: r.status_code == 207, 4),
             Workload("DELETE one item", delete, lambda r: r.status_code in (200, 204), 2),
             Workload("PUT new vCard", put_card, lambda r: r.status_code == 201, 20),
-            Workload("PUT new event", put_event, lambda r: r.status_code == 201, 20)]
+            Workload("PUT new event", put_event, lambda r: r.status_code == 201, 20),
+            Workload("PROPFIND Depth 1 after a PUT", listing, lambda r: r.status_code == 207, 2,
+                     one_new),
+            Workload("PROPFIND Depth 1 cold", listing, lambda r: r.status_code == 207, 2, every_page),
+            Workload("sync initial after a PUT", sync_initial, lambda r: r.status_code == 207, 2,
+                     one_new),
+            Workload("sync initial cold", sync_initial, lambda r: r.status_code == 207, 2,
+                     every_page)]
 
 
 def batch(target: Target, c: httpx.Client, w: Workload, rng: random.Random) -> None:
     lat = target.latencies.setdefault(w.name, [])
     cpu0 = cpu_seconds(target)
     begin = time.perf_counter()
+    untimed = 0.0
     for _ in range(w.per_batch):
+        if w.prep is not None:
+            t0, c0 = time.perf_counter(), cpu_seconds(target)
+            for method, url, headers, body in w.prep(target, rng):
+                c.request(method, url, headers=headers, content=body).raise_for_status()
+            begin += time.perf_counter() - t0
+            untimed += cpu_seconds(target) - c0
         method, url, headers, body = w.make(target, rng)
         t0 = time.perf_counter()
         r = c.request(method, url, headers=headers, content=body)
@@ -189,7 +238,7 @@ def batch(target: Target, c: httpx.Client, w: Workload, rng: random.Random) -> N
         if not w.ok(r):
             raise SystemExit(f"{target.label}: {method} {url} -> {r.status_code} {r.text[:200]}")
     target.walls[w.name] = target.walls.get(w.name, 0.0) + time.perf_counter() - begin
-    target.cpu[w.name] = target.cpu.get(w.name, 0.0) + cpu_seconds(target) - cpu0
+    target.cpu[w.name] = target.cpu.get(w.name, 0.0) + cpu_seconds(target) - cpu0 - untimed
 
 
 def cpu_seconds(target: Target) -> float:

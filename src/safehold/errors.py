@@ -45,8 +45,9 @@ class SelfTestFailed(StoreError):
 
 
 class WriteBusy(StoreError):
-    """A write inside ``Store.no_wait`` found the write lock taken; nothing was
-    written, the caller runs it again where waiting is allowed."""
+    """A write inside ``Store.no_wait`` (or the start of ``Store.writing_now``) found
+    the write lock taken; nothing was written, the caller runs it again where waiting
+    is allowed."""
 
 
 class ArchiveError(SafeholdError):

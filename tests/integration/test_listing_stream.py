@@ -5,6 +5,7 @@ consistent state with the sync token even while writes go on, on both databases.
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import threading
 import xml.etree.ElementTree as ET
@@ -17,7 +18,7 @@ import pytest
 from safehold.core import users
 from safehold.core.model import Actor
 from safehold.store import engine as engine_mod
-from safehold.store.listing import Snapshot, stamp_of
+from safehold.store.listing import Row, Snapshot, stamp_of, stamp_of_rows
 from safehold.store.repo import Store
 from tests.conftest import DATABASES, _env_for
 from tests.support.ical import vcalendar
@@ -161,6 +162,37 @@ def test_cached_pages_follow_dead_property_changes(big: Server) -> None:
         assert colors(c) == before
 
 
+def test_writes_inside_cached_pages_list_exactly_the_new_state(big: Server) -> None:
+    """A changed page is rendered again over its old range (dav/listing.py): members
+    that come inside a page, a page's whole range emptied, and a burst of more than two
+    pages into one range all list exactly the new state, in order, with no member twice
+    or missing, before and after the pages are cached again."""
+    names_first = (b'<?xml version="1.0" encoding="utf-8"?><D:propfind xmlns:D="DAV:"><D:prop>'
+                   b"<D:resourcetype/><D:getetag/></D:prop></D:propfind>")  # another cache key
+    with big.client() as c:
+        before = _members(c.request("PROPFIND", CAL, headers={"Depth": "1"}, content=ETAGS).content)
+        names = sorted(before)
+        inside = [f"{names[k][:-4]}-in.ics" for k in (5, PAGE + 7, 9 * PAGE + 1)]
+        gone = names[3 * PAGE - 2:4 * PAGE + 2]  # more than one page's range
+        burst = [f"{names[20 * PAGE + 3][:-4]}-b{j:03d}.ics" for j in range(2 * PAGE + 15)]
+        for k, href in enumerate(inside + burst):
+            assert c.put(href, content=vcalendar([_event(20_000 + k)]),
+                         headers={"Content-Type": "text/calendar"}).status_code == 201
+        for href in gone:
+            assert c.delete(href).status_code == 204
+        expected = set(before) - set(gone) | set(inside) | set(burst)
+        bodies = [c.request("PROPFIND", CAL, headers={"Depth": "1"}, content=ETAGS).content
+                  for _ in range(2)]
+        assert bodies[0] == bodies[1]  # the second one from the cache
+        for body in bodies[0], c.request("PROPFIND", CAL, headers={"Depth": "1"},
+                                          content=names_first).content:
+            after = _members(body)
+            assert set(after) == expected
+            assert list(after) == sorted(after)
+            assert all(after[h] == before[h] for h in before if h in after)
+        assert _members(_sync(c).content) == _members(bodies[0])
+
+
 def test_streamed_initial_sync_then_incremental_loses_nothing(big: Server) -> None:
     """The token of a streamed initial sync taken while another client writes, followed
     by an incremental sync, gives exactly the final state: nothing lost, nothing stale."""
@@ -297,3 +329,33 @@ def test_snapshot_pages_are_one_state(store: Store) -> None:
         assert again.stamp(first, got[-1].path) != later
     finally:
         again.close()
+
+
+def test_snapshot_rows_are_its_pages_as_tuples(store: Store) -> None:
+    """``rows`` (the listing's hot path, the driver's tuples) holds what ``page`` holds."""
+    alice = store.principal("alice")
+    assert alice is not None
+    col = "files/alice/rows"
+    store.mkcol(col, alice.id, A)
+    for i in range(12):
+        store.put(f"{col}/m{i:02d}.txt", alice.id, f"v {i}".encode(), "text/plain", A)
+    store.mkcol(f"{col}/sub", alice.id, A)
+    store.proppatch(f"{col}/m03.txt", {"{urn:x}color": "<color xmlns='urn:x'>red</color>"}, [], A)
+    snap = Snapshot(store, col)
+    try:
+        pages = snap.page("", 100)
+        rows = [Row(*r) for r in snap.rows("", 100)]
+        assert [r.path for r in rows] == [p.path for p in pages]
+        for r, p in zip(rows, pages, strict=True):
+            assert (r.kind, r.etag, r.size, r.content_type, r.seq, r.created_at, r.modified_at) \
+                == (p.kind, p.etag, p.size, p.content_type, p.seq, p.created_at, p.modified_at)
+            assert (json.loads(r.props) if r.props != "{}" else {}) == p.props
+        assert stamp_of_rows(snap.rows("", 100)) == stamp_of(pages)
+        assert [r[0] for r in snap.rows("", 5)] == [p.path for p in pages[:5]]
+        assert [r[0] for r in snap.rows(pages[2].path, 100, pages[6].path)] == \
+            [p.path for p in pages[3:7]]
+        assert [r[0] for r in snap.rows(pages[2].path, 2, pages[6].path)] == \
+            [p.path for p in pages[3:5]]
+        assert snap.rows(pages[-1].path, 100) == []
+    finally:
+        snap.close()

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from safehold.core import users
 from safehold.core.model import Actor, ItemIndex
 from safehold.errors import (
-    AlreadyExists, Conflict, NotFound, PreconditionFailed, UserExists, WriteBusy,
+    AlreadyExists, Conflict, NotFound, PreconditionFailed, StoreError, UserExists, WriteBusy,
 )
 from safehold.store import blobs
 from safehold.store import engine as engine_mod
@@ -263,6 +263,58 @@ def test_no_wait_writes_only_when_the_lock_is_free_and_nobody_queues(store: Stor
         with store.no_wait():
             store.put("files/alice/locked", 1, b"x", None, A)  # the connection's timeout is back
         assert store.last_seq() == before + 3
+
+
+def test_writing_now_reads_and_writes_in_one_transaction(store: Store) -> None:
+    """Store.writing_now (the event loop's PUT): a held lock or a queued writer raises
+    WriteBusy before anything is read; inside, reads see the block's own writes, which
+    commit together when it ends, and a raising block or one that went on after a
+    failed write stores nothing."""
+    before = store.last_seq()
+    with store.write_lock, pytest.raises(WriteBusy):
+        with store.writing_now():
+            raise AssertionError("the block must not run")  # pragma: no cover
+    store._pending.append(object())  # type: ignore[arg-type] # a writer queued for the lock
+    try:
+        with pytest.raises(WriteBusy), store.writing_now():
+            raise AssertionError("the block must not run")  # pragma: no cover
+    finally:
+        store._pending.clear()
+    with store.writing_now():
+        assert store.get_pair("files/alice/one")[0] is None
+        store.put("files/alice/one", 1, b"1", None, A)
+        store.put("files/alice/two", 1, b"2", None, A)
+        assert store.get("files/alice/one") is not None  # its own write, before the commit
+        assert store.last_seq() == before + 2
+        with store.engine.connect() as other:  # another connection: not committed yet
+            assert other.execute(sa.select(sa.func.count()).select_from(change)
+                                 .where(change.c.seq > before)).scalar() == 0
+    assert store.last_seq() == before + 2 and not store.write_lock.locked()
+    assert store.read_bytes(store.get("files/alice/two")) == b"2"  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError), store.writing_now():
+        store.put("files/alice/three", 1, b"3", None, A)
+        raise RuntimeError("the request failed after its write")
+    with pytest.raises(StoreError), store.writing_now():
+        store.put("files/alice/four", 1, b"4", None, A)
+        with pytest.raises(PreconditionFailed):
+            store.put("files/alice/one", 1, b"x", None, A, if_none_match=True)
+    assert store.get("files/alice/three") is None and store.get("files/alice/four") is None
+    assert store.last_seq() == before + 2 and not store.write_lock.locked()
+    if store.engine.dialect.name == "sqlite":
+        other_raw = store.engine.raw_connection()
+        try:  # another process holds SQLite's write lock: WriteBusy at once
+            other_raw.driver_connection.apsw.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
+            began = time.monotonic()
+            with pytest.raises(WriteBusy), store.writing_now():
+                raise AssertionError("the block must not run")  # pragma: no cover
+            assert time.monotonic() - began < 5
+            other_raw.driver_connection.apsw.execute("ROLLBACK")  # type: ignore[union-attr]
+        finally:
+            other_raw.close()
+    store.put("files/alice/after", 1, b"z", None, A)  # outside any block, as before
+    with store.engine.connect() as c:  # (PostgreSQL's sequence skips rolled-back values)
+        assert c.execute(sa.select(sa.func.count()).select_from(change)
+                         .where(change.c.seq > before)).scalar() == 3
 
 
 def test_locks_expire_with_the_clock(store: Store, clock: Clock) -> None:

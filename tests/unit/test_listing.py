@@ -27,15 +27,21 @@ class Members:
         self.pages_read = 0
         self.closed = False
 
-    def page(self, after: str) -> tuple[list[Node], str, str]:
+    def page(self, after: str, through: str | None = None) -> tuple[list[Node], str, str]:
         assert not self.closed
         self.pages_read += 1
-        names = [n for n in self.members if n > after][:self.size]
+        names = [n for n in self.members if n > after and (through is None or n <= through)]
+        names = names[:self.size if through is None else 2 * self.size]
         last = names[-1] if names else after
+        if through is not None and len(names) < 2 * self.size:
+            last = through
         return [_node(n, self.members[n]) for n in names], last, self.stamp(after, last)
 
     def stamp(self, after: str, last: str) -> str:
         return repr([(n, e) for n, e in self.members.items() if after < n <= last])
+
+    def unchanged(self, token: str, after: str, last: str) -> bool | None:
+        return None  # not known: the stamp decides
 
     def close(self) -> None:
         self.closed = True
@@ -103,6 +109,35 @@ def test_cached_pages_are_reused_only_while_valid() -> None:
     members["m999"] = '"new"'
     grown = Members(members, 4, token="t3")
     assert b"/dav/c/m999" in _read(listing.body("", grown, render, key))
+
+
+def test_a_write_renders_only_its_own_page_again() -> None:
+    members = {f"m{i:03d}": f'"{i}"' for i in range(12)}
+    key = ("/dav/c/", ("{DAV:}getetag",))
+    _read(listing.body("", Members(members, 4), render, key))
+    # A new member inside the first page: that page keeps its range and grows by one;
+    # the later pages keep their positions and come from the cache.
+    members["m001a"] = '"new"'
+    grown = Members(members, 4, token="t2")
+    assert _read(listing.body("", grown, render, key)) == whole_of(members)
+    assert grown.pages_read == 2  # the grown page, and the probe for the end
+    # Every member of the middle page gone: an empty range, still no shifted pages.
+    for name in ("m004", "m005", "m006", "m007"):
+        del members[name]
+    emptied = Members(members, 4, token="t3")
+    assert _read(listing.body("", emptied, render, key)) == whole_of(members)
+    assert emptied.pages_read == 2
+    # A range that grew past two pages is cut there; the rest follows as new pages.
+    members.update({f"m009{i:02d}": '"burst"' for i in range(10)})
+    burst = Members(members, 4, token="t4")
+    assert _read(listing.body("", burst, render, key)) == whole_of(members)
+    again = Members(members, 4, token="t4")
+    assert _read(listing.body("", again, render, key)) == whole_of(members)
+    assert again.pages_read == 1  # all cached: only the probe for the end
+
+
+def whole_of(members: dict[str, str]) -> bytes:
+    return multistatus.document(render(Members(members, 10_000).page("")[0]))
 
 
 def test_a_failing_page_closes_the_listing() -> None:

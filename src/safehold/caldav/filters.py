@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, UTC
 
 from lxml import etree
@@ -16,12 +17,21 @@ def _bad(message: str) -> DavError:
     return DavError(403, message, condition="valid-filter", namespace=CALDAV)
 
 
+# The form every client sends: read by slicing, a tenth of strptime's cost (which was a
+# tenth of a calendar-query's); anything else goes through strptime as before.
+_PLAIN_TIME = re.compile(r"[0-9]{8}T[0-9]{6}Z").fullmatch
+
+
 def parse_time(value: str | None) -> datetime | None:
     """RFC 4791 §9.9: date-time in UTC, e.g. 20061104T000000Z."""
     if value is None:
         return None
+    text = value.strip()
     try:
-        return datetime.strptime(value.strip(), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        if _PLAIN_TIME(text):
+            return datetime(int(text[:4]), int(text[4:6]), int(text[6:8]), int(text[9:11]),
+                            int(text[11:13]), int(text[13:15]), tzinfo=UTC)
+        return datetime.strptime(text, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
     except ValueError as exc:
         raise DavError(400, f"invalid UTC date-time {value!r}; expected YYYYMMDDTHHMMSSZ") from exc
 

@@ -13,7 +13,7 @@ from safehold.caldav import CALDAV, c, filters
 from safehold.core.formats import ical, ical_spans
 from safehold.core.formats.textmatch import UnsupportedCollation
 from safehold.dav import reportutil
-from safehold.dav.backend import DavBackend, IndexSpan, Node
+from safehold.dav.backend import DavBackend, IndexEntry, Node
 from safehold.dav.errors import DavError
 from safehold.dav.methods import report
 from safehold.dav.types import DavRequest, DavResponse
@@ -138,41 +138,51 @@ def _query(req: DavRequest, backend: DavBackend, node: Node, root: etree._Elemen
     data = request.object_data() if request is not None else None
     flt = filters.parse_filter(root.find(c("filter")))
     depth = (req.header("depth") or "0").strip()
-    entries: list[tuple[Node, IndexSpan | None]]
+    nodes: dict[str, Node] = {}
     if node.is_collection:
         if depth == "0":
             return reportutil.multistatus_response([])
         if quick and not backend.index_within(node, QUICK_ROWS):
             return None
         component, start, end = filters.index_hint(flt)
-        entries = list(backend.query_index(node, component, start, end,
-                                           QUICK_ENTRIES + 1 if quick else None))
+        entries = backend.query_index(node, component, start, end,
+                                      QUICK_ENTRIES + 1 if quick else None)
         if quick and len(entries) > QUICK_ENTRIES:
             return None
     else:
-        entries = [(node, None)]
+        entries = [IndexEntry(node.href, node.etag, None, None, False)]
+        nodes[node.href] = node
     decides = filters.index_decides(flt)
     # Per member: True/False when the index envelope or an earlier answer for the same
     # (ETag, filter) decides, None when its bytes must be parsed.
     verdicts: list[bool | None] = []
-    for member, span in entries:
-        if decides is not None and span is not None and not span.recurring \
-                and span.start is not None and span.end is not None \
-                and decides[0] < span.start and span.end < decides[1]:
+    indexed = node.is_collection
+    for entry in entries:
+        if decides is not None and indexed and not entry.recurring \
+                and entry.start is not None and entry.end is not None \
+                and decides[0] < entry.start and entry.end < decides[1]:
             verdicts.append(True)
-        elif decides is not None and span is not None and span.spans is not None:
-            verdicts.append(ical_spans.overlap(span.spans, *decides))
+        elif decides is not None and indexed and entry.spans is not None:
+            verdicts.append(ical_spans.overlap(entry.spans, *decides))
         else:
-            verdicts.append(_matches.known(member.etag, flt))
-    if quick and verdicts.count(None) > QUICK_PARSES:
+            verdicts.append(_matches.known(entry.etag, flt))
+    unknown = [e.href for e, v in zip(entries, verdicts, strict=True) if v is None]
+    if quick and len(unknown) > QUICK_PARSES:
         return None
-    bodies = backend.read_many([m for (m, _), v in zip(entries, verdicts, strict=True)
-                                if v is None])
-    hits: list[Node] = []
-    for (member, _), verdict in zip(entries, verdicts, strict=True):
+    bodies: dict[str, bytes] = {}
+    if unknown:
+        wanted = [h for h in unknown if h not in nodes]
+        if wanted:
+            nodes.update(backend.get_many(wanted))
+        bodies = backend.read_many([nodes[h] for h in unknown if h in nodes])
+    hits: list[tuple[str, str]] = []
+    for entry, verdict in zip(entries, verdicts, strict=True):
         if verdict is None:
+            body = bodies.get(entry.href)
+            if body is None:
+                continue  # gone (never within one snapshot)
             try:
-                verdict = _matches.matches(member.etag, bodies[member.href], flt)
+                verdict = _matches.matches(entry.etag, body, flt)
             except ical.InvalidCalendarData:
                 # Leaving it out would make clients such as DAVx5 delete their copy.
                 verdict = True
@@ -180,8 +190,9 @@ def _query(req: DavRequest, backend: DavBackend, node: Node, root: etree._Elemen
                 raise DavError(403, f"unsupported collation {exc}", condition="supported-collation",
                                namespace=CALDAV) from exc
         if verdict:
-            hits.append(member)
-    return reportutil.multistatus_response(reportutil.responses(hits, backend, names, data, bodies))
+            hits.append((entry.href, entry.etag))
+    return reportutil.multistatus_response(
+        reportutil.member_responses(hits, backend, names, data, nodes, bodies))
 
 
 def freebusy(req: DavRequest, backend: DavBackend, node: Node, root: etree._Element) -> DavResponse:

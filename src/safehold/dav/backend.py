@@ -38,13 +38,16 @@ class LockInfo:
     timeout: int
 
 
-class IndexSpan(NamedTuple):
-    """What the store's index knows of a calendar object without parsing it: an
-    envelope (UTC epoch seconds, None: unbounded) that contains every instance with
-    at least a second to spare, and whether the object is a recurrence set. A
-    NamedTuple: a calendar-query makes one per candidate (a frozen dataclass's
-    ``__init__`` cost as much as the rest of building the candidate)."""
+class IndexEntry(NamedTuple):
+    """What the store's index knows of a calendar object without parsing it or reading
+    its head: its href and ETag (which find an earlier answer in the caches), an
+    envelope (UTC epoch seconds, None: unbounded) that contains every instance with at
+    least a second to spare, and whether the object is a recurrence set. A NamedTuple:
+    a calendar-query makes one per candidate (a frozen dataclass's ``__init__`` cost as
+    much as the rest of building the candidate)."""
 
+    href: str
+    etag: str
     start: float | None
     end: float | None
     recurring: bool
@@ -60,14 +63,24 @@ class Listing(Protocol):
 
     token: str  # the collection's sync token in this snapshot
 
-    def page(self, after: str) -> tuple[list[Node], str, str]:
+    def page(self, after: str, through: str | None = None) -> tuple[list[Node], str, str]:
         """The next members after position ``after`` (none: the end), the position of
-        the last one, and the stamp of the members in between (see ``stamp``)."""
+        the last one, and the stamp of the members in between (see ``stamp``). With
+        ``through`` (the last position of a page read before): the members in
+        (after, through] and the position ``through``, even when there are none; or,
+        when more than two pages' worth came in between, the first two pages' worth
+        and the position of their last."""
         ...
 
     def stamp(self, after: str, last: str) -> str:
         """A value that changes whenever any member in (after, last] changes, appears
         or goes: a page of responses rendered before is still right if it is equal."""
+        ...
+
+    def unchanged(self, token: str, after: str, last: str) -> bool | None:
+        """Whether no member in (after, last] changed, appeared or went between the
+        snapshot whose sync token is ``token`` and this one; None: not known cheaply
+        (ask ``stamp``)."""
         ...
 
     def close(self) -> None: ...
@@ -109,8 +122,9 @@ class DavBackend(Protocol):
     def read_many(self, nodes: list[Node]) -> dict[str, bytes]: ...
     def query_candidates(self, node: Node, component: str | None, start: float | None,
                          end: float | None) -> list[Node]: ...
-    # At most ``limit`` entries (the first by href) if given.
+    # At most ``limit`` entries (the first by href) if given. Heads are not read: a
+    # member's Node comes from get_many when its index entry and the caches do not do.
     def query_index(self, node: Node, component: str | None, start: float | None,
-                    end: float | None, limit: int | None = None) -> list[tuple[Node, IndexSpan]]: ...
+                    end: float | None, limit: int | None = None) -> list[IndexEntry]: ...
     # Whether the collection holds at most ``count`` indexed (calendar) objects.
     def index_within(self, node: Node, count: int) -> bool: ...

@@ -15,8 +15,11 @@ only cut the connection, and a client never takes a cut-off body for a listing.
 Rendered pages are cached by (collection, properties, position) with the range's
 stamp (dav.backend.Listing.stamp) and the collection's sync token: clients repeat the
 same PROPFIND and initial sync, and a page costs a dictionary lookup while the token is
-unchanged, one aggregate query when other members changed, and a thousand members
-rendered only when its own members did.
+unchanged, a lookup in the members changed since its token (what an incremental sync
+from it would report: one query for the whole listing) when other members changed,
+and a thousand members rendered only when its own members did. A changed page is
+rendered again over the same range of positions, so that a write re-renders one page,
+not every page after it.
 """
 
 from __future__ import annotations
@@ -108,22 +111,33 @@ def _chunks(listing: Listing, render: Render, key: tuple[str, tuple[str, ...]] |
             slot = None if key is None else (*key, after)
             hit = None if slot is None else pages.get(slot)
             # The same sync token is the same collection (no member changed since the
-            # page was rendered): no query at all. Else the range's stamp decides.
-            if hit is not None and (hit.token == listing.token
-                                    or listing.stamp(after, hit.last) == hit.stamp):
-                if slot is not None and hit.token != listing.token:
-                    pages.put(slot, hit._replace(token=listing.token))
-                yield hit.body
-                after = hit.last
-                continue
-            members, last, stamp = listing.page(after)
-            if not members:
+            # page was rendered): no query at all. Else the members changed since the
+            # page's token (one query for the pages cached together), or, when there
+            # were too many, the range's stamp decide.
+            through = None
+            if hit is not None:
+                same = hit.token == listing.token or listing.unchanged(hit.token, after, hit.last)
+                if same is None:
+                    same = listing.stamp(after, hit.last) == hit.stamp
+                if same:
+                    if slot is not None and hit.token != listing.token:
+                        pages.put(slot, hit._replace(token=listing.token))
+                    yield hit.body
+                    after = hit.last
+                    continue
+                # Only this page's members changed: render the same range again, so
+                # that the pages after it keep their positions and stay cached (a new
+                # member would otherwise shift every later page by one).
+                through = hit.last
+            members, last, stamp = listing.page(after, through)
+            if not members and through is None:
                 break
             body = "".join(render(members)).encode("utf-8")
             if slot is not None:
                 pages.put(slot, Page(last, stamp, listing.token, body))
             del members
-            yield body
+            if body:
+                yield body
             after = last
     finally:
         listing.close()

@@ -77,23 +77,44 @@ def responses(members: list[Node], backend: DavBackend, names: list[str],
     ``names`` and the object data ``data`` asks for, through the fragment cache
     (dav/fragments.py): an object's bytes are read only for members not cached.
     ``bodies``: bytes the caller read already, by href."""
-    if data is None:
-        return propfind.responses_for(members, backend, "prop", names)
+    return member_responses([(m.href, m.etag) for m in members], backend, names, data,
+                            {m.href: m for m in members}, bodies)
+
+
+def member_responses(members: list[tuple[str, str]], backend: DavBackend, names: list[str],
+                     data: ObjectData | None, nodes: dict[str, Node] | None = None,
+                     bodies: dict[str, bytes] | None = None) -> list[str]:
+    """``responses`` of members named by (href, ETag): a member whose response is in
+    the fragment cache needs neither its Node nor its bytes; the others are taken from
+    ``nodes`` or read (backend.get_many, one statement for all). A member found in
+    neither (gone: never within one snapshot) is left out."""
     key_names = propfind.cacheable("prop", names)
-    if key_names is None:
-        got = bodies if bodies is not None else backend.read_many(members)
-        return [response(m, backend, names, data.render, got.get(m.href)) for m in members]
-    key_names += ("\0" + data.key,)  # never equal to a property name
+    if key_names is not None and data is not None:
+        key_names += ("\0" + data.key,)  # never equal to a property name
     cache = fragments.members
-    texts = [cache.get((m.href, m.etag, key_names)) for m in members]
-    missing = [m for m, t in zip(members, texts, strict=True)
-               if t is None and (bodies is None or m.href not in bodies)]
-    got = {**(bodies or {}), **backend.read_many(missing)} if missing else (bodies or {})
+    texts = [None] * len(members) if key_names is None else \
+        [cache.get((h, etag, key_names)) for h, etag in members]
+    if None not in texts:
+        return texts  # type: ignore[return-value]  # all found
+    known = nodes if nodes is not None else {}
+    wanted = [h for (h, _), t in zip(members, texts, strict=True) if t is None and h not in known]
+    if wanted:
+        known = {**known, **backend.get_many(wanted)}
+    got = bodies or {}
+    if data is not None:
+        unread = [known[h] for (h, _), t in zip(members, texts, strict=True)
+                  if t is None and h in known and h not in got]
+        if unread:
+            got = {**got, **backend.read_many(unread)}
     out = []
-    for member, text in zip(members, texts, strict=True):
+    for (h, _), text in zip(members, texts, strict=True):
         if text is None:
-            text = response(member, backend, names, data.render, got[member.href])
-            cache.put((member.href, member.etag, key_names), text)
+            node = known.get(h)
+            if node is None:
+                continue
+            text = response(node, backend, names, None if data is None else data.render, got.get(h))
+            if key_names is not None and not node.virtual:
+                cache.put((h, node.etag, key_names), text)
         out.append(text)
     return out
 
@@ -114,13 +135,16 @@ def multistatus_response(responses: list[str]) -> DavResponse:
     return DavResponse(207, [multistatus.CONTENT_TYPE], multistatus.document(responses))
 
 
+_HREF = dav("href")
 # A multiget of at most this many hrefs and bytes of objects is bounded work (quick).
 QUICK_HREFS = 200
 QUICK_BYTES = 1 << 20
 
 
 def _hrefs(root: etree._Element) -> list[str]:
-    hrefs = [h.text.strip() for h in root.findall(dav("href")) if h.text and h.text.strip()]
+    # Each .text makes a new string from lxml's tree: one per href, not three.
+    texts = (h.text for h in root.iterchildren(_HREF))
+    hrefs = [t for t in (t.strip() for t in texts if t) if t]
     if not hrefs:
         raise DavError(400, "a multiget needs at least one DAV:href")
     return hrefs

@@ -453,11 +453,12 @@ class App:
                 and req.body.size <= LOOP_PUT_BYTES and engine_mod.connection_idle(self.store.engine):
             # A small PUT on SQLite, when no other writer holds or waits for the lock:
             # its work (parse, ~10 statements, one fsync'd commit) costs less than the
-            # hand-offs to and from a worker thread. Never waits for the lock here
-            # (Store.no_wait); if it is taken, nothing was written and the PUT runs on
-            # a worker thread, in the group commit of the writers there.
+            # hand-offs to and from a worker thread. Its checks (item, parent, locks)
+            # and its write share one write transaction (Store.writing_now), which never
+            # waits for the lock here; if it is taken, nothing was read or written and
+            # the PUT runs on a worker thread, in the group commit of the writers there.
             try:
-                with self.store.no_wait():
+                with self.store.writing_now():
                     return dav_handler.handle(req, backend)
             except WriteBusy:
                 backend = StoreDavBackend(self.store, backend.principal, backend.actor,

@@ -4,6 +4,7 @@ translates domain errors into DAV errors."""
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterator
 from typing import NoReturn
 
@@ -12,9 +13,9 @@ from safehold.core.guard import DeletionRefused, Guard
 from safehold.core.items import CALDAV, CARDDAV, MAX_ITEM_BYTES, InvalidItem, index_for
 from safehold.core.model import (
     ADDRESSBOOK, CALENDAR, COLLECTION, ITEM, Actor, Body, ItemIndex, Lock, Principal, Resource,
-    parent_of,
+    load_props, parent_of,
 )
-from safehold.dav.backend import IndexSpan, Listing, LockInfo, Node
+from safehold.dav.backend import IndexEntry, Listing, LockInfo, Node
 from safehold.dav.errors import DavError
 from safehold.dav.types import BodyBytes, SpooledBody
 from safehold.errors import DomainError, UidConflict
@@ -282,35 +283,63 @@ class StoreDavBackend:
         if limit is not None and len(changes) > limit:
             cut = limit
             # Never split one change (a restore touches many members at one seq).
-            while cut < len(changes) and changes[cut][0].seq == changes[cut - 1][0].seq:
+            while cut < len(changes) and changes[cut][1] == changes[cut - 1][1]:
                 cut += 1
             truncated = cut < len(changes)
             changes = changes[:cut]
-        new_seq = max([seq] + [c.seq for c, _ in changes])
+        new_seq = max(seq, max((c[1] for c in changes), default=seq))
         out: list[tuple[str, Node | None]] = []
-        for change, res in changes:
-            member = self._node(res) if res is not None else None
-            out.append((member.href if member else PREFIX + change.path, member))
+        # Nodes straight from the rows, not through _node: a sync reads no bodies, so
+        # it keeps no blob hashes; tuple.__new__ as in _StoreListing.page (per member).
+        new = tuple.__new__
+        for p, _, kind, size, etag, ctype, props, created, modified in changes:
+            if kind is None:
+                out.append((PREFIX + p, None))  # deleted
+                continue
+            h = PREFIX + p if kind == ITEM else PREFIX + p + "/"
+            out.append((h, new(Node, (h, kind != ITEM, etag, size, ctype, created, modified,
+                                      props or {}, False, kind))))
         return out, self._token(new_seq), truncated
+
+    def _token_seq(self, token: str) -> int:
+        """The seq a token of this lineage names (not yet checked against the log)."""
+        if token.startswith(SYNC_PREFIX):
+            lineage, _, seq = token[len(SYNC_PREFIX):].rpartition(":")
+            if lineage == self.lineage and seq.isdigit():
+                return int(seq)
+        raise DavError(403, "unknown sync token; sync again from scratch", condition="valid-sync-token")
 
     def _parse_token(self, token: str) -> int:
         if token == self._token_checked[0]:
             return self._token_checked[1]  # checked by changes_within, in this request
-        if token.startswith(SYNC_PREFIX):
-            lineage, _, seq = token[len(SYNC_PREFIX):].rpartition(":")
-            if lineage == self.lineage and seq.isdigit() and int(seq) <= self.store.last_seq():
-                self._token_checked = (token, int(seq))
-                return int(seq)
-        raise DavError(403, "unknown sync token; sync again from scratch", condition="valid-sync-token")
+        seq = self._token_seq(token)
+        if seq > self.store.last_seq():
+            raise DavError(403, "unknown sync token; sync again from scratch",
+                           condition="valid-sync-token")
+        self._token_checked = (token, seq)
+        return seq
 
     def get_many(self, hrefs: list[str]) -> dict[str, Node]:
         # Items below this user's homes (``allowed``, by prefix: a multiget names up
         # to thousands); anything else is left out, as if it did not exist.
         own = tuple(f"{PREFIX}{ns}/{self.principal.name}/" for ns in NAMESPACES)
-        wanted = {p: h for h in hrefs if h.startswith(own)
-                  for p in [h[len(PREFIX):].strip("/")] if p.count("/") > 1}
-        found = self.store.get_many(list(wanted))
-        return {wanted[p]: self._node(r) for p, r in found.items()}
+        wanted: dict[str, str] = {}
+        cut = len(PREFIX)
+        for h in hrefs:
+            if h.startswith(own):
+                p = h[cut:].strip("/")
+                if p.count("/") > 1:
+                    wanted[p] = h
+        out: dict[str, Node] = {}
+        blob_of, new = self._blobs, tuple.__new__
+        # Nodes straight from the rows (what _node does, without a Resource per member).
+        for path, kind, blob, size, etag, ctype, props, created, modified in \
+                self.store.heads(list(wanted)):
+            h = PREFIX + path if kind == ITEM else PREFIX + path + "/"
+            blob_of[h] = blob
+            out[wanted[path]] = new(Node, (h, kind != ITEM, etag, size, ctype, created, modified,
+                                           props, False, kind))
+        return out
 
     def read_bytes(self, node: Node) -> bytes:
         h = self._blobs.get(node.href)
@@ -336,17 +365,24 @@ class StoreDavBackend:
             store_path(node.href), component, start, end)]
 
     def query_index(self, node: Node, component: str | None, start: float | None,
-                    end: float | None, limit: int | None = None) -> list[tuple[Node, IndexSpan]]:
-        return [(self._node(r), IndexSpan(ix.start, ix.end, ix.recurring, ix.spans))
-                for r, ix in self.store.index_entries(store_path(node.href), component, start,
-                                                      end, limit)]
+                    end: float | None, limit: int | None = None) -> list[IndexEntry]:
+        new = tuple.__new__
+        return [new(IndexEntry, (PREFIX + path, etag, s, e, recurring, spans))
+                for path, etag, s, e, recurring, spans in self.store.index_spans(
+                    store_path(node.href), component, start, end, limit)]
 
     def index_within(self, node: Node, count: int) -> bool:
         return not self.store.index_rows_more_than(store_path(node.href), count)
 
     def changes_within(self, node: Node, token: str, count: int) -> bool:
-        return not self.store.changed_more_than(store_path(node.href), self._parse_token(token),
-                                                count)
+        # The token's check (``_parse_token``) and the bound in one statement.
+        seq = self._token_seq(token)
+        last, beyond = self.store.sync_bound(store_path(node.href), seq, count)
+        if seq > last:
+            raise DavError(403, "unknown sync token; sync again from scratch",
+                           condition="valid-sync-token")
+        self._token_checked = (token, seq)
+        return not beyond
 
     def copy_move(self, op: str, src: str, dst: str, deep: bool, overwrite: bool) -> bool:
         s, d = self._writable(src), self._writable(dst)
@@ -422,19 +458,42 @@ class _StoreListing:
         self._snapshot = snapshot
         self._size = backend.page_size
         self.token = backend._token(snapshot.seq)
+        self._token_prefix = self.token.rpartition(":")[0]  # the same lineage
+        self._changed: dict[str, list[str] | None] = {}  # changed_since by token seq
 
-    def page(self, after: str) -> tuple[list[Node], str, str]:
-        rows = self._snapshot.page(after, self._size)
-        if not rows:
-            return [], after, listing_mod.stamp_of(rows)
+    def page(self, after: str, through: str | None = None) -> tuple[list[Node], str, str]:
+        if through is None:
+            rows = self._snapshot.rows(after, self._size)
+            last = rows[-1][0] if rows else after
+        else:
+            # A range that grew past two pages is cut: memory stays bounded by a page.
+            rows = self._snapshot.rows(after, 2 * self._size, through)
+            last = rows[-1][0] if len(rows) == 2 * self._size else through
         # Not StoreDavBackend._node: a listing never reads bodies, so it keeps no
-        # blob hash per member (100,000 of them would outlive every page).
-        return [Node(PREFIX + r.path + ("" if r.kind == ITEM else "/"), r.kind != ITEM, r.etag,
-                     r.size, r.content_type, r.created_at, r.modified_at, r.props, False, r.kind)
-                for r in rows], rows[-1].path, listing_mod.stamp_of(rows)
+        # blob hash per member (100,000 of them would outlive every page). Straight from
+        # the driver's tuples (listing_mod.Row), positionally, and tuple.__new__ rather
+        # than Node(...), whose generated __new__ is a Python call: this runs per member.
+        new = tuple.__new__
+        return [new(Node, (PREFIX + path if kind == ITEM else PREFIX + path + "/", kind != ITEM,
+                           etag, size, ctype, created, modified,
+                           {} if props == "{}" else load_props(props), False, kind))
+                for path, kind, etag, size, ctype, props, _seq, created, modified in rows
+                ], last, listing_mod.stamp_of_rows(rows)
 
     def stamp(self, after: str, last: str) -> str:
         return self._snapshot.stamp(after, last)
+
+    def unchanged(self, token: str, after: str, last: str) -> bool | None:
+        prefix, _, seq = token.rpartition(":")
+        if prefix != self._token_prefix or not seq.isdigit() or int(seq) > self._snapshot.seq:
+            return None
+        if seq not in self._changed:  # the pages cached together share their token
+            self._changed[seq] = self._snapshot.changed_since(int(seq), 2 * self._size)
+        paths = self._changed[seq]
+        if paths is None:
+            return None
+        i = bisect_right(paths, after)
+        return i == len(paths) or paths[i] > last
 
     def close(self) -> None:
         self._snapshot.close()

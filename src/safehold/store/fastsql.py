@@ -10,6 +10,8 @@ caller's transaction (the same DB-API connection), and driver errors are transla
 into SQLAlchemy's exceptions, so ``Store._write`` handles them as before (a failed
 fsync still stops the process).
 
+On SQLite the statements go to APSW without a DB-API cursor (sqlite_dbapi.Connection.run).
+
 Only for columns whose types need no bind or result processing: text, numbers, bytes
 and booleans (both drivers take a Python bool).
 """
@@ -21,6 +23,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+
+from safehold.store import sqlite_dbapi
 
 
 class Statement:
@@ -54,8 +58,28 @@ def _run(conn: Connection, st: Statement, params: Mapping[str, Any]) -> Any:
     return cur
 
 
+def _direct(conn: Connection, st: Statement, params: Mapping[str, Any]
+            ) -> tuple[sqlite_dbapi.Connection, str, Sequence[Any] | Mapping[str, Any]] | None:
+    """On SQLite: the APSW wrapper, SQL and arguments to run ``st`` without a cursor."""
+    dbapi = conn.connection.dbapi_connection
+    if not isinstance(dbapi, sqlite_dbapi.Connection):
+        return None
+    sql, order = st.sql(conn.dialect, tuple(sorted(params)))
+    return dbapi, sql, params if order is None else [params[k] for k in order]
+
+
+def _failed(st: Statement, params: Mapping[str, Any], exc: Exception, conn: Connection) -> Exception:
+    return sa.exc.DBAPIError.instance(st.stmt, params, exc, conn.dialect.loaded_dbapi.Error)
+
+
 def rows(conn: Connection, st: Statement, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
     """All rows of a query (or of an INSERT … RETURNING)."""
+    direct = _direct(conn, st, params)
+    if direct is not None:
+        try:
+            return direct[0].run(direct[1], direct[2])
+        except sqlite_dbapi.Error as exc:
+            raise _failed(st, params, exc, conn) from exc
     cur = _run(conn, st, params)
     try:
         return [tuple(r) for r in cur.fetchall()]
@@ -67,6 +91,12 @@ def rows(conn: Connection, st: Statement, params: Mapping[str, Any]) -> list[tup
 
 def execute(conn: Connection, st: Statement, params: Mapping[str, Any]) -> int:
     """Run a statement that returns no rows; the number of rows it changed."""
+    direct = _direct(conn, st, params)
+    if direct is not None:
+        try:
+            return direct[0].run_count(direct[1], direct[2])
+        except sqlite_dbapi.Error as exc:
+            raise _failed(st, params, exc, conn) from exc
     cur = _run(conn, st, params)
     try:
         return int(cur.rowcount)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import cast
 
 from safehold.dav import fragments, listing, multistatus, props, xml
 from safehold.dav.backend import DavBackend, Node
@@ -107,26 +108,32 @@ def page_responses(nodes: list[Node], backend: DavBackend, mode: str,
                    names: list[str]) -> list[str]:
     """``response_for`` of a page of a streamed listing (dav/listing.py caches whole
     pages, so members are not cached one by one). Properties that all have a text
-    function (props.FAST, what clients list with) take a shorter path: the same text,
-    in about half the time, which is what a listing costs the first time."""
-    fns = [props.FAST.get(name) for name in names] if mode == "prop" else []
-    if mode != "prop" or any(fn is None for fn in fns):
+    function (props.FAST, what clients list with) are rendered a column at a time
+    (props.column): the same text in a third of the time, which is what a listing
+    costs the first time."""
+    cols = [props.column(name) for name in names] if mode == "prop" else []
+    if mode != "prop" or any(col is None for col in cols):
         return [response_for(n, backend, mode, names) for n in nodes]
-    pairs = [(fn, multistatus.empty(name)) for fn, name in zip(fns, names, strict=True)
-             if fn is not None]
+    values = [col(nodes, backend) for col in cols if col is not None]
+    hrefs = [n.href for n in nodes]
+    if not _PLAIN_HREF("".join(hrefs)):  # one check for the page; most have no such href
+        hrefs = [h if _PLAIN_HREF(h) else multistatus.escape(href(h)) for h in hrefs]
+    head, found_open, found_close = (multistatus.RESPONSE_OPEN, multistatus.FOUND_OPEN,
+                                     multistatus.FOUND_CLOSE)
+    if not values:
+        return [head + h + found_open + found_close for h in hrefs]
+    if not any(None in v for v in values):
+        full = cast("list[list[str]]", values)
+        found = full[0] if len(full) == 1 else ["".join(t) for t in zip(*full, strict=True)]
+        return [head + h + found_open + f + found_close for h, f in zip(hrefs, found, strict=True)]
+    # Some member lacks a property: that one gets a 404 propstat too.
+    empties = [multistatus.empty(name) for name in names]
     out = []
-    for node in nodes:
-        found: list[str] = []
-        missing: list[str] = []
-        for fn, empty in pairs:
-            text = fn(node, backend)
-            if text is None:
-                missing.append(empty)
-            else:
-                found.append(text)
-        h = node.href
+    for i, h in enumerate(hrefs):
+        row = [v[i] for v in values]
         out.append(multistatus.escaped_response(
-            h if _PLAIN_HREF(h) else multistatus.escape(href(h)), found, missing))
+            h, [t for t in row if t is not None],
+            [e for t, e in zip(row, empties, strict=True) if t is None]))
     return out
 
 
