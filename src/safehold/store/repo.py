@@ -372,6 +372,33 @@ class Store:
             self._no_wait.on = False
 
     @contextlib.contextmanager
+    def _write_transaction(self, no_wait: bool) -> Iterator[Connection]:
+        """A write transaction (the caller holds ``write_lock``), committed when the
+        block ends, rolled back if it raises. SQLite: BEGIN IMMEDIATE (with ``no_wait``,
+        WriteBusy at once if another connection holds the database's lock). PostgreSQL:
+        the transaction-scoped advisory lock (with ``no_wait``, WriteBusy if another
+        process holds it)."""
+        with self.engine.connect() as conn:
+            dbapi = conn.connection.dbapi_connection
+            lite = dbapi if isinstance(dbapi, sqlite_dbapi.Connection) else None
+            if lite is not None:
+                lite.immediate = True
+            try:
+                with conn.begin():
+                    if lite is not None:
+                        if no_wait:
+                            _begin_now(conn, lite)
+                    elif not no_wait:
+                        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK_KEY})
+                    elif not conn.execute(sa.text("SELECT pg_try_advisory_xact_lock(:k)"),
+                                          {"k": WRITE_LOCK_KEY}).scalar():
+                        raise WriteBusy("another process holds the write lock")
+                    yield conn
+            finally:
+                if lite is not None:
+                    lite.immediate = False
+
+    @contextlib.contextmanager
     def writing_now(self) -> Iterator[None]:
         """One write transaction for the whole block, taken only if the write lock is
         free and no writer is queued for it (else WriteBusy, and nothing was read or
@@ -385,30 +412,17 @@ class Store:
         if self._pending or not self.write_lock.acquire(blocking=False):
             raise WriteBusy("the write lock is taken")
         try:
-            with self.engine.connect() as conn:
-                dbapi = conn.connection.dbapi_connection
-                if isinstance(dbapi, sqlite_dbapi.Connection):
-                    dbapi.immediate = True
+            with self._write_transaction(no_wait=True) as conn:
+                block = _WriteBlock(self, conn)
+                writing, pinned = _WRITING.set(block), _PINNED.set((self, conn))
                 try:
-                    with conn.begin():
-                        if isinstance(dbapi, sqlite_dbapi.Connection):
-                            _begin_now(conn, dbapi)
-                        elif not conn.execute(sa.text("SELECT pg_try_advisory_xact_lock(:k)"),
-                                              {"k": WRITE_LOCK_KEY}).scalar():
-                            raise WriteBusy("another process holds the write lock")
-                        block = _WriteBlock(self, conn)
-                        writing, pinned = _WRITING.set(block), _PINNED.set((self, conn))
-                        try:
-                            yield
-                        finally:
-                            _PINNED.reset(pinned)
-                            _WRITING.reset(writing)
-                        if block.failed:
-                            raise StoreError("internal error: the request went on after a "
-                                             "failed write; nothing of it was stored")
+                    yield
                 finally:
-                    if isinstance(dbapi, sqlite_dbapi.Connection):
-                        dbapi.immediate = False
+                    _PINNED.reset(pinned)
+                    _WRITING.reset(writing)
+                if block.failed:
+                    raise StoreError("internal error: the request went on after a "
+                                     "failed write; nothing of it was stored")
         except sa.exc.SQLAlchemyError as exc:  # the commit (a failed fsync stops the process)
             translated = _translate(exc)
             if translated is exc:
@@ -463,37 +477,24 @@ class Store:
 
     def _run_batch(self, batch: list[_Job], *, no_wait: bool = False) -> None:
         """Run ``batch`` in one transaction under the write lock; set each job's
-        result or error (all of them an error if the commit fails). ``no_wait``: on
-        SQLite, if another process holds the database's write lock (`safehold import`,
-        the CLI), fail at once with WriteBusy instead of waiting for it."""
+        result or error (all of them an error if the commit fails). ``no_wait``: if
+        another process holds the database's write lock (`safehold import`, the CLI),
+        fail at once with WriteBusy instead of waiting for it."""
         failure: BaseException | None = None
         try:
-            with self.engine.connect() as conn:
-                dbapi = conn.connection.dbapi_connection
-                if isinstance(dbapi, sqlite_dbapi.Connection):
-                    dbapi.immediate = True
-                try:
-                    with conn.begin():
-                        if not isinstance(dbapi, sqlite_dbapi.Connection):
-                            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"),
-                                         {"k": WRITE_LOCK_KEY})
-                        elif no_wait:
-                            _begin_now(conn, dbapi)
-                        if len(batch) == 1:
-                            batch[0].result = batch[0].fn(conn)
-                        else:
-                            fastsql.raw(conn, "SELECT 1")  # SQLite: BEGIN IMMEDIATE before savepoints
-                            for job in batch:
-                                fastsql.raw(conn, "SAVEPOINT safehold_write")
-                                try:
-                                    job.result = job.fn(conn)
-                                except Exception as exc:  # noqa: BLE001 - delivered to its caller
-                                    fastsql.raw(conn, "ROLLBACK TO SAVEPOINT safehold_write")
-                                    job.error = _translate(exc)
-                                fastsql.raw(conn, "RELEASE SAVEPOINT safehold_write")
-                finally:
-                    if isinstance(dbapi, sqlite_dbapi.Connection):
-                        dbapi.immediate = False
+            with self._write_transaction(no_wait=no_wait) as conn:
+                if len(batch) == 1:
+                    batch[0].result = batch[0].fn(conn)
+                else:
+                    fastsql.raw(conn, "SELECT 1")  # SQLite: BEGIN IMMEDIATE before savepoints
+                    for job in batch:
+                        fastsql.raw(conn, "SAVEPOINT safehold_write")
+                        try:
+                            job.result = job.fn(conn)
+                        except Exception as exc:  # noqa: BLE001 - delivered to its caller
+                            fastsql.raw(conn, "ROLLBACK TO SAVEPOINT safehold_write")
+                            job.error = _translate(exc)
+                        fastsql.raw(conn, "RELEASE SAVEPOINT safehold_write")
         except Exception as exc:  # noqa: BLE001 - nothing of the batch committed
             failure = _translate(exc)
         except BaseException as exc:
