@@ -68,15 +68,6 @@ class ItemIndex:
 
 
 @dataclass(frozen=True)
-class Change:
-    """One member's latest state since a sync token (RFC 6578)."""
-
-    path: str
-    seq: int
-    deleted: bool
-
-
-@dataclass(frozen=True)
 class Lock:
     token: str
     path: str
