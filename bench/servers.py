@@ -21,6 +21,8 @@ from pathlib import Path
 
 import httpx
 
+from client import Client
+
 BENCH = Path(__file__).resolve().parent
 VENVS = BENCH / ".venvs"
 # SAFEHOLD_BENCH_WORK: another scratch folder, so that two runs at once do not share one.
@@ -221,7 +223,7 @@ MKADDRESSBOOK = b"""<?xml version="1.0" encoding="utf-8"?>
 <D:displayname>Contacts</D:displayname></D:prop></D:set></D:mkcol>"""
 
 
-def mkcalendar(client: httpx.Client, path: str, name: str) -> int:
+def mkcalendar(client: httpx.Client | Client, path: str, name: str) -> int:
     return client.request("MKCALENDAR", path, content=MKCALENDAR % name.encode(),
                           headers={"Content-Type": "application/xml"}).status_code
 

@@ -32,12 +32,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 import data  # noqa: E402
+from client import Answer, Client  # noqa: E402
 from servers import PASSWORD, USER, WORK, Collections, Server, _spawn, _wait_ready, free_port, fresh_dir  # noqa: E402
 
 SYNC = (b'<?xml version="1.0" encoding="utf-8"?><D:sync-collection xmlns:D="DAV:">'
@@ -90,10 +90,9 @@ def start(target: Target, root: Path) -> None:
                            (USER, PASSWORD), proc, log_path)
 
 
-def client(target: Target) -> httpx.Client:
+def client(target: Target) -> Client:
     assert target.server is not None
-    return httpx.Client(base_url=target.server.base_url, auth=target.server.auth, timeout=60.0,
-                        limits=httpx.Limits(max_connections=1, max_keepalive_connections=1))
+    return Client(target.server.base_url, target.server.auth, timeout=60.0)
 
 
 def fill(target: Target, n: int, rng: random.Random) -> None:
@@ -124,7 +123,7 @@ def fill(target: Target, n: int, rng: random.Random) -> None:
 class Workload:
     name: str
     make: Callable[[Target, random.Random], tuple[str, str, dict[str, str], bytes | None]]
-    ok: Callable[[httpx.Response], bool]
+    ok: Callable[[Answer], bool]
     per_batch: int
     # Requests made, untimed, before each timed one (their server CPU is left out too).
     prep: Callable[[Target, random.Random], list[tuple[str, str, dict[str, str], bytes | None]]] \
@@ -219,7 +218,7 @@ def workloads() -> list[Workload]:
                      every_page)]
 
 
-def batch(target: Target, c: httpx.Client, w: Workload, rng: random.Random) -> None:
+def batch(target: Target, c: Client, w: Workload, rng: random.Random) -> None:
     lat = target.latencies.setdefault(w.name, [])
     cpu0 = cpu_seconds(target)
     begin = time.perf_counter()
@@ -266,7 +265,7 @@ def main() -> None:
     targets += [Target(label, Path(tree)) for label, _, tree in (a.partition("=") for a in args.also)]
     loads = []
     rng = random.Random(11)
-    clients: list[httpx.Client] = []
+    clients: list[Client] = []
     try:
         for t in targets:
             start(t, fresh_dir(WORK / f"small-{t.label}"))

@@ -19,9 +19,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import httpx
-
 import data
+from client import Answer, Client, Timeout, TransportError
 from servers import Server, mkcalendar
 
 DAV = "{DAV:}"
@@ -71,7 +70,7 @@ class Result:
 
 
 Request = tuple[str, str, dict[str, str], bytes | None]
-Check = Callable[[int, httpx.Response], str | None]
+Check = Callable[[int, Answer], str | None]
 
 
 class Bench:
@@ -92,10 +91,9 @@ class Bench:
         self.results: list[Result] = []
 
     # -- machinery ---------------------------------------------------------------
-    def client(self, timeout: float | None = None) -> httpx.Client:
-        return httpx.Client(base_url=self.server.base_url, auth=self.server.auth,
-                            timeout=timeout or max(60.0, self.time_limit * 2),
-                            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1))
+    def client(self, timeout: float | None = None) -> Client:
+        return Client(self.server.base_url, self.server.auth,
+                      timeout=timeout or max(60.0, self.time_limit * 2))
 
     def measure(self, name: str, count: int, make: Callable[[int], Request], check: Check,
                 timeout: float | None = None) -> Result:
@@ -113,13 +111,13 @@ class Bench:
                 t0 = time.perf_counter()
                 try:
                     resp = client.request(method, url, headers=headers, content=body)
-                except httpx.TimeoutException as exc:
+                except Timeout as exc:
                     res.latencies.append(time.perf_counter() - t0)
                     res.count += 1
                     res.error(f"{method} {url}: client timeout ({type(exc).__name__})")
                     res.status = "timeout"
                     break
-                except httpx.TransportError as exc:
+                except TransportError as exc:
                     res.latencies.append(time.perf_counter() - t0)
                     res.count += 1
                     res.error(f"{method} {url}: {type(exc).__name__}: {exc}")
@@ -158,7 +156,7 @@ class Bench:
             return ("PUT", hrefs[i], {"Content-Type": "text/vcard; charset=utf-8", "If-None-Match": "*"},
                     data.vcard(i))
 
-        def check(i: int, r: httpx.Response) -> str | None:
+        def check(i: int, r: Answer) -> str | None:
             if r.status_code in (200, 201, 204):
                 self.cards_ok.append(hrefs[i])
                 return None
@@ -179,7 +177,7 @@ class Bench:
             return ("PUT", hrefs[i], {"Content-Type": "text/calendar; charset=utf-8", "If-None-Match": "*"},
                     data.calendar([self.events[i]]))
 
-        def check(i: int, r: httpx.Response) -> str | None:
+        def check(i: int, r: Answer) -> str | None:
             if r.status_code in (200, 201, 204):
                 self.events_ok.append(hrefs[i])
                 self.by_href[hrefs[i]] = self.events[i]
@@ -244,7 +242,7 @@ class Bench:
                     method, url, headers, body = make(i)
                     try:
                         r = client.request(method, url, headers=headers, content=body)
-                    except httpx.TransportError:
+                    except TransportError:
                         return
                     with lock:
                         check(i, r)
@@ -268,7 +266,7 @@ class Bench:
             return ("PROPFIND", self.server.collections.calendar,
                     {"Depth": "1", "Content-Type": "application/xml"}, body)
 
-        def check(i: int, r: httpx.Response) -> str | None:
+        def check(i: int, r: Answer) -> str | None:
             if r.status_code != 207:
                 return f"status {r.status_code}"
             if self.sample(i, reps):
@@ -292,7 +290,7 @@ class Bench:
             return ("REPORT", self.server.collections.calendar,
                     {"Depth": "0", "Content-Type": "application/xml"}, self._sync_body(None))
 
-        def check(i: int, r: httpx.Response) -> str | None:
+        def check(i: int, r: Answer) -> str | None:
             if r.status_code != 207:
                 return f"status {r.status_code} {r.text[:200]!r}"
             if self.sample(i, reps):
@@ -313,7 +311,7 @@ class Bench:
             return ("PUT", chosen[i], {"Content-Type": "text/calendar; charset=utf-8"},
                     data.calendar([self.by_href[chosen[i]]], revision=1))
 
-        def check(i: int, r: httpx.Response) -> str | None:
+        def check(i: int, r: Answer) -> str | None:
             if r.status_code in (200, 201, 204):
                 self.changed += 1
                 return None
@@ -334,7 +332,7 @@ class Bench:
             return ("REPORT", self.server.collections.calendar,
                     {"Depth": "0", "Content-Type": "application/xml"}, body)
 
-        def check(i: int, r: httpx.Response) -> str | None:
+        def check(i: int, r: Answer) -> str | None:
             if r.status_code != 207:
                 return f"status {r.status_code} {r.text[:200]!r}"
             got = len(_member_responses(ET.fromstring(r.content), self.server.collections.calendar))
@@ -357,7 +355,7 @@ class Bench:
             return ("REPORT", self.server.collections.calendar,
                     {"Depth": "1", "Content-Type": "application/xml"}, body)
 
-        def check(i: int, r: httpx.Response) -> str | None:
+        def check(i: int, r: Answer) -> str | None:
             if r.status_code != 207:
                 return f"status {r.status_code} {r.text[:200]!r}"
             root = ET.fromstring(r.content)
@@ -383,7 +381,7 @@ class Bench:
             return ("REPORT", self.server.collections.calendar,
                     {"Depth": "1", "Content-Type": "application/xml"}, body)
 
-        def check(i: int, r: httpx.Response) -> str | None:
+        def check(i: int, r: Answer) -> str | None:
             if r.status_code != 207:
                 return f"status {r.status_code} {r.text[:200]!r}"
             if self.sample(i, reps):
@@ -403,7 +401,7 @@ class Bench:
         def make(i: int) -> Request:
             return ("GET", picks[i], {}, None)
 
-        def check(i: int, r: httpx.Response) -> str | None:
+        def check(i: int, r: Answer) -> str | None:
             if r.status_code != 200 or not r.content.startswith(b"BEGIN:"):
                 return f"status {r.status_code} {r.text[:100]!r}"
             return None
@@ -417,7 +415,7 @@ class Bench:
         def make(i: int) -> Request:
             return ("DELETE", chosen[i], {}, None)
 
-        def check(i: int, r: httpx.Response) -> str | None:
+        def check(i: int, r: Answer) -> str | None:
             return None if r.status_code in (200, 204) else f"status {r.status_code} {r.text[:200]!r}"
 
         self.measure(f"DELETE 1% ({len(chosen)})", len(chosen), make, check)
@@ -495,7 +493,7 @@ class Bench:
         def make(i: int) -> Request:
             return ("PUT", path, {"Content-Type": "text/calendar; charset=utf-8"}, body)
 
-        def check(i: int, r: httpx.Response) -> str | None:
+        def check(i: int, r: Answer) -> str | None:
             outcome["status"] = r.status_code
             return None
 
@@ -546,7 +544,7 @@ class Bench:
                             res.error(f"PUT {target}: status {r.status_code}")
                     else:
                         client.get(target)
-                except httpx.TransportError as exc:
+                except TransportError as exc:
                     res.error(f"{'PUT' if write else 'GET'} {target}: {type(exc).__name__}")
                 res.latencies.append(time.perf_counter() - t0)
                 res.count += 1
