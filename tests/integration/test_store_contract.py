@@ -283,6 +283,8 @@ def test_writing_now_reads_and_writes_in_one_transaction(store: Store) -> None:
     with store.writing_now():
         assert store.get_pair("files/alice/one")[0] is None
         store.put("files/alice/one", 1, b"1", None, A)
+        # The put reused the pair read above; its write made the block forget it.
+        assert store.get_pair("files/alice/one")[0] is not None
         store.put("files/alice/two", 1, b"2", None, A)
         assert store.get("files/alice/one") is not None  # its own write, before the commit
         assert store.last_seq() == before + 2

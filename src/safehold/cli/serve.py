@@ -31,8 +31,10 @@ def serve(host: str | None, port: int | None, settings: Settings) -> None:
         app = build(settings)
     except SafeholdError as exc:
         raise click.ClickException(f"cannot start: {exc}") from exc
+    memory.freeze()  # what was built so far lives as long as the process
     click.echo(f"safehold listening on http://{settings.host}:{settings.port}/dav/ "
                f"(data in {settings.data_dir})", err=True)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning",
                 access_log=False, lifespan="on", timeout_graceful_shutdown=5,
-                http=protocol.Protocol, ws="none")
+                http=protocol.Protocol, ws="none",
+                server_header=False)  # the app sends its own (safehold/VERSION), once

@@ -56,6 +56,7 @@ class StoreDavBackend:
         self.lineage = lineage
         self.guard = guard
         self._blobs: dict[str, str | None] = {}
+        self._small: dict[str, bytes] = {}  # bodies read with their heads, by href
         # Locks of this user's trees, read once per request (a listing asks for
         # lockdiscovery of every member; a PUT checks the item and its parent).
         self._locks: list[Lock] | None = None
@@ -118,7 +119,14 @@ class StoreDavBackend:
 
     def _head(self, path: str) -> Resource | None:
         if path not in self._heads:
-            if self.writing and self._locks is None:
+            if not self.writing:
+                # A read (GET, PROPFIND, REPORT) needs no parent, and a small body
+                # comes in the same statement (read_bytes).
+                self._heads[path], body = self.store.get_with_body(path)
+                if body is not None:
+                    self._small[PREFIX + path] = body
+                return self._heads[path]
+            if self._locks is None:
                 self._heads[path], parent, self._locks = self.store.get_pair_and_locks(
                     path, self._lock_trees())
             else:
@@ -342,6 +350,8 @@ class StoreDavBackend:
         return out
 
     def read_bytes(self, node: Node) -> bytes:
+        if node.href in self._small:
+            return self._small[node.href]  # read with the head this node came from
         h = self._blobs.get(node.href)
         if h:
             # In the request's read transaction (Store.reading), with the head it came

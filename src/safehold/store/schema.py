@@ -100,6 +100,7 @@ resource = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("modified_at", sa.Float, nullable=False),
     sa.Index("ix_resource_parent", "parent"),
+    sqlite_with_rowid=False,  # revision 0008: one B-tree keyed by path, not two
 )
 
 blob = sa.Table(
@@ -109,6 +110,7 @@ blob = sa.Table(
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("chunks", sa.Integer, nullable=False),
     sa.Column("codec", sa.String(16), nullable=False),
+    sqlite_with_rowid=False,  # revision 0008
 )
 
 blob_chunk = sa.Table(
@@ -137,6 +139,7 @@ item_index = sa.Table(
     sa.Column("instances", sa.Text, nullable=True),
     sa.Index("ix_item_index_uid", "collection", "uid"),
     sa.Index("ix_item_index_range", "collection", "component", "start"),
+    sqlite_with_rowid=False,  # revision 0008
 )
 
 # Mass-deletion incidents (revision 0003): one burst of deletions by one client.

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import html
-from email.utils import formatdate
 
 from safehold.dav.backend import DavBackend, Node
 from safehold.dav.conditions import check_etag_preconditions
 from safehold.dav.errors import DavError
+from safehold.dav.httpdate import http_date
 from safehold.dav.paths import href
 from safehold.dav.types import DavRequest, DavResponse
 
@@ -34,7 +34,7 @@ def quick(req: DavRequest, backend: DavBackend) -> DavResponse | None:
 
 def answer(req: DavRequest, backend: DavBackend, node: Node) -> DavResponse:
     check_etag_preconditions(req, node)
-    headers = [("Last-Modified", formatdate(node.modified_at, usegmt=True))]
+    headers = [("Last-Modified", http_date(node.modified_at))]
     if not node.virtual:
         headers.append(("ETag", node.etag))
     if node.is_collection:
