@@ -10,8 +10,10 @@ token never claims a change the listing does not show (RFC 6578 §3.2).
 
 Pages walk the primary key on ``path``: a collection's children are the range
 (P + "/", P + "0") ("/" is 0x2F, "0" is 0x30; PostgreSQL compares paths with the C
-collation). ``parent || ''`` keeps SQLite off ix_resource_parent, whose rows come in
-rowid order and would be sorted for every page.
+collation). ``parent || ''`` keeps SQLite off ix_resource_parent: while ``resource`` was
+a rowid table that index gave its rows in rowid order, to be sorted for every page. Since
+revision 0008 (WITHOUT ROWID) its entries end with the path, so they come in path order
+too (the children query, EXPLAIN QUERY PLAN, needs no sort); the range scan stays.
 
 A range's *stamp* (count and highest seq of its members) names its contents: a write
 gives the member it writes a seq above every seq there is, and a head only ever moves
