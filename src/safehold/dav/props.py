@@ -4,21 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from email.utils import formatdate
 from operator import itemgetter
 
 from lxml import etree
 
 from safehold.dav import multistatus, xml
 from safehold.dav.backend import DavBackend, LockInfo, Node
+from safehold.dav.httpdate import http_date
 from safehold.dav.paths import href
 from safehold.dav.xml import dav
 
 LivePropFn = Callable[[Node, DavBackend], "etree._Element | None"]
-
-
-def _rfc1123(ts: float) -> str:
-    return formatdate(ts, usegmt=True)
 
 
 def _iso(ts: float) -> str:
@@ -128,7 +124,7 @@ def _lockdiscovery(node: Node, backend: DavBackend) -> etree._Element | None:
 LIVE: dict[str, LivePropFn] = {
     dav("resourcetype"): _resourcetype,
     dav("getetag"): lambda n, b: None if n.virtual else _text(dav("getetag"), n.etag),
-    dav("getlastmodified"): lambda n, b: _text(dav("getlastmodified"), _rfc1123(n.modified_at)),
+    dav("getlastmodified"): lambda n, b: _text(dav("getlastmodified"), http_date(n.modified_at)),
     dav("creationdate"): lambda n, b: _text(dav("creationdate"), _iso(n.created_at)),
     dav("getcontentlength"): lambda n, b: None if n.is_collection else _text(
         dav("getcontentlength"), str(n.size)),
@@ -223,7 +219,7 @@ FAST: dict[str, TextFn] = {
                                       else n.content_type or "application/octet-stream"),
     dav("getcontentlength"): _fast_text(dav("getcontentlength"),
                                         lambda n: None if n.is_collection else str(n.size)),
-    dav("getlastmodified"): _fast_text(dav("getlastmodified"), lambda n: _rfc1123(n.modified_at)),
+    dav("getlastmodified"): _fast_text(dav("getlastmodified"), lambda n: http_date(n.modified_at)),
     dav("creationdate"): _fast_text(dav("creationdate"), lambda n: _iso(n.created_at)),
     dav("resourcetype"): _per_kind(dav("resourcetype")),
     dav("supportedlock"): _per_kind(dav("supportedlock")),
