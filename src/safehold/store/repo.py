@@ -30,9 +30,8 @@ from safehold.errors import (
 from safehold.store import blobs, fastsql, sqlite_dbapi
 from safehold.store import engine as engine_mod
 from safehold.store.schema import (
-    change, credential, item_index, lock, meta, principal, resource, version,
+    blob, blob_chunk, change, credential, item_index, lock, meta, principal, resource, version,
 )
-from safehold.store.schema import blob, blob_chunk
 
 T = TypeVar("T")
 WRITE_LOCK_KEY = 0x5AFE0001  # PostgreSQL advisory lock serializing writers
