@@ -319,6 +319,41 @@ def test_writing_now_reads_and_writes_in_one_transaction(store: Store) -> None:
                          .where(change.c.seq > before)).scalar() == 3
 
 
+def _orphan_version(conn: sa.Connection) -> None:
+    """A write that breaks a foreign key (a version of a seq with no change row). On
+    SQLite the check is deferred to the COMMIT, which fails with the transaction still
+    open; PostgreSQL refuses the INSERT itself."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("PRAGMA defer_foreign_keys=ON")
+    conn.execute(sa.insert(version).values(
+        seq=10**9, owner_id=1, path="files/alice/orphan", parent="files/alice", kind="item",
+        op="put", deleted=False, blob_hash=None, size=0, etag='"x"', content_type=None,
+        props="{}", created_at=1.0))
+
+
+def test_a_failed_commit_stores_nothing_and_the_next_write_works(store: Store) -> None:
+    """Rollback on any error, the COMMIT's too: the caller gets the error, nothing of
+    the transaction is stored (SQLite's writer connection, kept between writes, is
+    dropped with it), and the next write, alone or in a writing_now block, commits."""
+    before, versions = store.last_seq(), _count(store, version)
+    with pytest.raises(sa.exc.IntegrityError):
+        store._write(_orphan_version)
+    store.put("files/alice/after-write", 1, b"1", None, A)
+    with pytest.raises(sa.exc.IntegrityError), store.writing_now():
+        store.put("files/alice/in-block", 1, b"2", None, A)
+        store._write(_orphan_version)
+    with store.writing_now():
+        store.put("files/alice/after-block", 1, b"3", None, A)
+    assert store.get("files/alice/in-block") is None
+    assert store.read_bytes(store.get("files/alice/after-block")) == b"3"  # type: ignore[arg-type]
+    assert store.last_seq() == before + 2 + (store.engine.dialect.name != "sqlite")
+    with store.engine.connect() as c:  # (PostgreSQL's sequence skips rolled-back values)
+        assert c.execute(sa.select(sa.func.count()).select_from(change)
+                         .where(change.c.seq > before)).scalar() == 2
+    assert _count(store, version) == versions + 2
+    assert not store.write_lock.locked()
+
+
 def test_locks_expire_with_the_clock(store: Store, clock: Clock) -> None:
     store.put("files/alice/l", 1, b"", None, A)
     lk = store.add_lock("files/alice/l", "0", "exclusive", None, 1, 100)

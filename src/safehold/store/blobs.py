@@ -14,6 +14,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 import zstandard
+from sqlalchemy.dialects import postgresql as postgresql_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, Engine
 
 from safehold.core.model import Body
@@ -57,8 +59,9 @@ class Spool:
 # Built once, so that SQLAlchemy reuses their compiled form (the PUT path).
 _EXISTS = sa.select(blob.c.hash).where(blob.c.hash == sa.bindparam("k_hash"))
 _INSERT_CHUNK = fastsql.Statement(sa.insert(blob_chunk))
-_INSERT_BLOB = fastsql.Statement(sa.insert(blob))
-_F_EXISTS = fastsql.Statement(_EXISTS)
+# A blob row unless its hash is stored (then no row changes), per dialect.
+_NEW_BLOB = {"sqlite": fastsql.Statement(sqlite_dialect.insert(blob).on_conflict_do_nothing()),
+             "postgresql": fastsql.Statement(postgresql_dialect.insert(blob).on_conflict_do_nothing())}
 
 
 def exists(conn: Connection, sha256: str) -> bool:
@@ -97,17 +100,19 @@ def store(engine: Engine, body: Body, write: Callable[[Callable[[Connection], No
 
 
 def store_bytes_in(conn: Connection, data: bytes) -> str:
-    """Store a small body inside the caller's transaction; return its hash."""
+    """Store a small body inside the caller's transaction; return its hash. The
+    ``blob`` row goes first, unless it exists (then nothing is written): one statement
+    instead of a look-up and an insert. Its chunks follow in the same transaction, so
+    no reader ever sees the row without them."""
     sha = hashlib.sha256(data).hexdigest()
-    if fastsql.rows(conn, _F_EXISTS, {"k_hash": sha}):
-        return sha
-    comp = zstandard.ZstdCompressor(level=3)
-    chunks = 0
-    for i in range(0, max(len(data), 1), CHUNK):
-        fastsql.execute(conn, _INSERT_CHUNK, {"hash": sha, "idx": i // CHUNK,
-                                              "data": comp.compress(data[i:i + CHUNK])})
-        chunks += 1
-    fastsql.execute(conn, _INSERT_BLOB, dict(hash=sha, size=len(data), chunks=chunks, codec=CODEC))
+    chunks = max(1, -(-len(data) // CHUNK))
+    if not fastsql.execute(conn, _NEW_BLOB[conn.dialect.name],
+                           dict(hash=sha, size=len(data), chunks=chunks, codec=CODEC)):
+        return sha  # stored before
+    comp = _compressor()
+    for idx in range(chunks):
+        fastsql.execute(conn, _INSERT_CHUNK, {"hash": sha, "idx": idx,
+                                              "data": comp.compress(data[idx * CHUNK:(idx + 1) * CHUNK])})
     return sha
 
 
@@ -167,6 +172,16 @@ def _decompressor() -> zstandard.ZstdDecompressor:
     if dec is None:
         dec = _LOCAL.dec = zstandard.ZstdDecompressor()
     return dec
+
+
+def _compressor() -> zstandard.ZstdCompressor:
+    """This thread's compressor (level 3): making one cost half as much as compressing
+    a contact with it; one must not be used by two threads at once. Each ``compress``
+    is a frame of its own, so a reused one gives the same bytes."""
+    comp: zstandard.ZstdCompressor | None = getattr(_LOCAL, "comp", None)
+    if comp is None:
+        comp = _LOCAL.comp = zstandard.ZstdCompressor(level=3)
+    return comp
 
 
 def decompress(data: bytes) -> bytes:

@@ -27,7 +27,12 @@ DUMPED = {"principal": principal, "credential": credential, "change": change, "v
 
 
 def _rows(c: Connection, stmt: Any) -> list[dict[str, Any]]:
-    return [dict(r._mapping) for r in c.execute(stmt)]
+    """Each row as a dict by column name, in column order: the same dicts as
+    ``dict(row._mapping)`` in a third of the time (the shipper reads every change and
+    version this way; per row it was most of the shipper's CPU, py-spy)."""
+    result = c.execute(stmt)
+    keys = list(result.keys())
+    return [dict(zip(keys, r, strict=True)) for r in result]
 
 
 def accounts_digest(principals: list[dict[str, Any]], credentials: list[dict[str, Any]]) -> str:

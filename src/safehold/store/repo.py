@@ -8,6 +8,7 @@ import secrets
 import threading
 import time
 import uuid
+import weakref
 from contextvars import ContextVar
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -348,20 +349,6 @@ class _WriteBlock:
 _WRITING: ContextVar[_WriteBlock | None] = ContextVar("safehold_writing", default=None)
 
 
-def _begin_now(conn: Connection, dbapi: sqlite_dbapi.Connection) -> None:
-    """BEGIN IMMEDIATE without the busy handler's wait: WriteBusy if another
-    connection holds SQLite's write lock."""
-    dbapi.apsw.set_busy_timeout(0)
-    try:
-        dbapi.run("SELECT 1", ())  # the implicit BEGIN IMMEDIATE (dbapi.immediate)
-    except sqlite_dbapi.Busy as exc:
-        raise WriteBusy("the database is locked by another connection") from exc
-    except sqlite_dbapi.Error as exc:
-        raise sa.exc.DBAPIError.instance("BEGIN IMMEDIATE", (), exc, sqlite_dbapi.Error) from exc
-    finally:
-        dbapi.apsw.set_busy_timeout(dbapi.busy_timeout_ms)
-
-
 class Store:
     """One store per database. Thread-safe; writes are serialized by ``write_lock``
     (SQLite has one writer anyway; the lock keeps waiting in Python, not in
@@ -375,6 +362,7 @@ class Store:
         self._pending_lock = threading.Lock()
         self._pending: list[_Job] = []  # writes waiting for the write lock (group commit)
         self._no_wait = threading.local()
+        self._writer: Connection | None = None  # SQLite: every write's (_sqlite_transaction)
 
     # -- plumbing --------------------------------------------------------------
 
@@ -398,25 +386,74 @@ class Store:
         WriteBusy at once if another connection holds the database's lock). PostgreSQL:
         the transaction-scoped advisory lock (with ``no_wait``, WriteBusy if another
         process holds it)."""
+        if engine_mod.is_sqlite(self.engine):
+            with self._sqlite_transaction(no_wait) as conn:
+                yield conn
+            return
         with self.engine.connect() as conn:
-            dbapi = conn.connection.dbapi_connection
-            lite = dbapi if isinstance(dbapi, sqlite_dbapi.Connection) else None
-            if lite is not None:
-                lite.immediate = True
-            try:
-                with conn.begin():
-                    if lite is not None:
-                        if no_wait:
-                            _begin_now(conn, lite)
-                    elif not no_wait:
-                        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK_KEY})
-                    elif not conn.execute(sa.text("SELECT pg_try_advisory_xact_lock(:k)"),
-                                          {"k": WRITE_LOCK_KEY}).scalar():
-                        raise WriteBusy("another process holds the write lock")
-                    yield conn
-            finally:
-                if lite is not None:
-                    lite.immediate = False
+            with conn.begin():
+                if not no_wait:
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK_KEY})
+                elif not conn.execute(sa.text("SELECT pg_try_advisory_xact_lock(:k)"),
+                                      {"k": WRITE_LOCK_KEY}).scalar():
+                    raise WriteBusy("another process holds the write lock")
+                yield conn
+
+    def _writer_conn(self) -> Connection:
+        """SQLite: the one connection all of this store's writes use, one at a time
+        (the caller holds ``write_lock``), kept checked out: a pool checkout, return and
+        SQLAlchemy's begin and commit per write cost a tenth of a one-client PUT's
+        server CPU (py-spy). Replaced after a failure that may have left it in a
+        transaction; closed when the store goes."""
+        conn = self._writer
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self._writer = self.engine.connect()
+            weakref.finalize(self, conn.close)
+        return conn
+
+    @contextlib.contextmanager
+    def _sqlite_transaction(self, no_wait: bool) -> Iterator[Connection]:
+        """``_write_transaction`` on SQLite: BEGIN IMMEDIATE and COMMIT (or ROLLBACK) on
+        the writer connection's driver, without SQLAlchemy's transaction machinery.
+        Errors of the BEGIN and the COMMIT come as SQLAlchemy's (``_translate``); a
+        failed fsync stops the process before anything else touches the database."""
+        conn = self._writer_conn()
+        lite = conn.connection.dbapi_connection
+        assert isinstance(lite, sqlite_dbapi.Connection)
+        try:
+            lite.begin_immediate(wait=not no_wait)
+        except sqlite_dbapi.Busy as exc:
+            if no_wait:
+                raise WriteBusy("the database is locked by another connection") from exc
+            raise sa.exc.DBAPIError.instance("BEGIN IMMEDIATE", (), exc, sqlite_dbapi.Error) from exc
+        except sqlite_dbapi.Error as exc:  # e.g. left in a transaction: the next write gets a new one
+            self._writer = None
+            conn.invalidate()
+            raise sa.exc.DBAPIError.instance("BEGIN IMMEDIATE", (), exc, sqlite_dbapi.Error) from exc
+        try:
+            yield conn
+        except BaseException:
+            self._end_sqlite(conn, lite, commit=False)
+            raise
+        self._end_sqlite(conn, lite, commit=True)
+
+    def _end_sqlite(self, conn: Connection, lite: sqlite_dbapi.Connection, *, commit: bool) -> None:
+        """COMMIT or ROLLBACK the writer's transaction; a statement run through
+        SQLAlchemy began SQLAlchemy's side of it too, which then ends both. If that
+        fails, the connection is dropped (closing it rolls back whatever is left)."""
+        try:
+            ends = (conn.commit, conn.rollback) if conn.in_transaction() else (lite.commit, lite.rollback)
+            ends[0 if commit else 1]()
+        except (sqlite_dbapi.Error, sa.exc.DBAPIError) as exc:
+            orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+            if isinstance(orig, sqlite_dbapi.FsyncFailed):
+                engine_mod.fatal_fsync(orig)  # fsyncgate: nothing more on this database
+            self._writer = None
+            conn.invalidate()
+            if isinstance(exc, sa.exc.DBAPIError):
+                raise
+            raise sa.exc.DBAPIError.instance("COMMIT" if commit else "ROLLBACK", (), exc,
+                                             sqlite_dbapi.Error) from exc
 
     @contextlib.contextmanager
     def writing_now(self) -> Iterator[None]:
@@ -506,7 +543,6 @@ class Store:
                 if len(batch) == 1:
                     batch[0].result = batch[0].fn(conn)
                 else:
-                    fastsql.raw(conn, "SELECT 1")  # SQLite: BEGIN IMMEDIATE before savepoints
                     for job in batch:
                         fastsql.raw(conn, "SAVEPOINT safehold_write")
                         try:
@@ -609,7 +645,7 @@ class Store:
         now = self.clock()
         etag = _etag(seq, kind, blob_hash)
         parent = parent_of(path)
-        props_text = dump_props(props)
+        props_text = dump_props(props) if props else "{}"  # json.dumps costs 5 µs, even of {}
         (vid,), = fastsql.rows(conn, _INSERT_VERSION, dict(
             seq=seq, owner_id=owner_id, path=path, parent=parent, kind=kind, op=op,
             deleted=False, blob_hash=blob_hash, size=size, etag=etag,

@@ -234,6 +234,20 @@ class Connection:
             raise _translate(exc) from exc
         return int(self._db.changes())
 
+    def begin_immediate(self, wait: bool = True) -> None:
+        """BEGIN IMMEDIATE now: the write lock up front (a writer never fails half-way
+        with SQLITE_BUSY_SNAPSHOT). Without ``wait``, Busy at once if another
+        connection holds the lock, instead of waiting up to ``busy_timeout_ms``."""
+        if not wait:
+            self._db.set_busy_timeout(0)
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except apsw.Error as exc:
+            raise _translate(exc) from exc
+        finally:
+            if not wait:
+                self._db.set_busy_timeout(self.busy_timeout_ms)
+
     def commit(self) -> None:
         if not self._db.getautocommit():
             try:
