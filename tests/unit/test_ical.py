@@ -4,13 +4,14 @@ the small builders here are shared with them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import icalendar
 import pytest
 
-from safehold.core.formats import ical, ical_instances
+from safehold.core.formats import ical, ical_instances, ical_parse
 from safehold.core.formats.ical import CalendarInfo, CompFilter, InvalidCalendarData, PropFilter, inspect_calendar
 from safehold.core.formats.textmatch import TextMatch
 
@@ -371,3 +372,61 @@ def test_invalid_calendar_data_is_a_value_error_with_a_message() -> None:
     exc = InvalidCalendarData("valid-calendar-data", "broken")
     assert isinstance(exc, ValueError)
     assert (exc.precondition, str(exc)) == ("valid-calendar-data", "broken")
+
+
+# -- the parse for the index leaves out free text ---------------------------------------------
+
+def _full_parse(data: bytes, **kwargs: bool) -> object:
+    return ical_parse.parse(data, slim=kwargs.get("slim", False))
+
+
+def _outcome(data: bytes) -> CalendarInfo | str:
+    try:
+        return inspect_calendar(data)
+    except InvalidCalendarData as exc:
+        return exc.precondition
+
+
+@pytest.mark.parametrize("path", VALID + INVALID, ids=lambda p: p.name)
+def test_leaving_out_free_text_changes_no_outcome(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = path.read_bytes()
+    lean = _outcome(data)
+    monkeypatch.setattr(ical, "parse", _full_parse)
+    assert _outcome(data) == lean
+
+
+def test_free_text_is_left_out_only_without_parameters() -> None:
+    text = ical_parse.decode(event("DTSTART:20240101T100000Z", "SUMMARY:a\\, b", "DESCRIPTION;LANGUAGE=en:c",
+                                   "LOCATION:d"))
+    lines = ical_parse.content_lines(text, for_index=True)
+    assert "DESCRIPTION;LANGUAGE=en:c" in lines
+    left_out = [line for line in ical_parse.content_lines(text) if line not in lines]
+    assert left_out == ["VERSION:2.0", "PRODID:-//safehold tests//EN", "DTSTAMP:20240101T000000Z",
+                        "SUMMARY:a\\, b", "LOCATION:d"]
+
+
+@pytest.mark.parametrize("line", ['SUMMARY;LANGUAGE="en:Title', "SUMMARY;:x", "DESCRIPTION;A:x"])
+@pytest.mark.parametrize("builder", [event, todo])
+def test_broken_free_text_lines_are_still_refused(line: str, builder: Callable[..., bytes]) -> None:
+    with pytest.raises(InvalidCalendarData) as caught:
+        inspect_calendar(builder("DTSTART:20240101T100000Z", line))
+    assert caught.value.precondition == "valid-calendar-data"
+
+
+@pytest.mark.parametrize("line", ["LAST-MODIFIED:garbage", "PRIORITY:high", "STATUS:", "DTSTAMP:x",
+                                  "X-MOZ-GENERATION:two", "X-FOO;X-BAR=1:baz"])
+def test_vevent_only_lines_left_out_change_no_outcome(line: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A VEVENT keeps an unreadable non-critical value as an error it ignores; a VTODO refuses
+    # it, but for X- properties.
+    cases = [event("DTSTART:20240101T100000Z", line), todo("DTSTART:20240101T100000Z", line)]
+    lean = [_outcome(data) for data in cases]
+    monkeypatch.setattr(ical, "parse", _full_parse)
+    assert [_outcome(data) for data in cases] == lean
+    assert isinstance(lean[0], CalendarInfo)
+
+
+def test_x_wr_timezone_is_kept_for_the_index() -> None:
+    data = calendar(*component("VEVENT", "DTSTART:20240705T200000", "DTEND:20240705T220000"),
+                    top=("X-WR-TIMEZONE:Europe/Lisbon",))
+    assert "X-WR-TIMEZONE:Europe/Lisbon" in ical_parse.content_lines(ical_parse.decode(data), for_index=True)
+    assert inspect_calendar(data).start == at("20240705T190000Z") - SECOND

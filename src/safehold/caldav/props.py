@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from lxml import etree
 
 from safehold.caldav import CALDAV, CS, c
@@ -18,6 +20,13 @@ def supported_components(node: Node) -> tuple[str, ...]:
     stored = node.dead_props.get(c("supported-calendar-component-set"))
     if stored is None:
         return COMPONENTS
+    return _component_names(stored)
+
+
+# Every PUT into a calendar asks for its set; the answer depends on the stored text alone,
+# so it is kept by that text and cannot go stale.
+@functools.lru_cache(maxsize=256)
+def _component_names(stored: str) -> tuple[str, ...]:
     el = xml.parse_fragment(stored)
     names = tuple(str(comp.get("name", "")).upper() for comp in el if comp.tag == c("comp"))
     return names or COMPONENTS

@@ -210,8 +210,9 @@ class StoreDavBackend:
             else:
                 with open(body.path, "rb") if body.size else _Empty() as fh:
                     data = fh.read()
-            supported = supported_components(self._node(parent)) if parent else ()
-            return index_for(kind, data, supported) if kind == CALENDAR else index_for(kind, data)
+            if kind != CALENDAR:
+                return index_for(kind, data)
+            return index_for(kind, data, supported_components(self._node(parent)) if parent else ())
         except InvalidItem as exc:
             _raise(exc)
 

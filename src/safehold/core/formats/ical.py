@@ -87,7 +87,7 @@ def inspect_calendar(data: bytes) -> CalendarInfo:
     Raises InvalidCalendarData: ``valid-calendar-data`` when the bytes are not iCalendar,
     ``valid-calendar-object-resource`` when they break RFC 4791 §4.1.
     """
-    cal = parse(data, slim=True)
+    cal = parse(data, slim=True, for_index=True)
     components = _object_components(cal)
     for comp in components:
         _check_component(comp)

@@ -16,13 +16,14 @@ import functools
 import io
 import re
 import zoneinfo
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any, ClassVar
 
 import x_wr_timezone
 from dateutil import tz as dateutil_tz
 from icalendar import Calendar
+from icalendar.parser.content_line import Contentline, Contentlines
 from icalendar.parser.ical.calendar import CalendarIcalParser
 from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
 
@@ -44,6 +45,20 @@ _LINE_BREAK = re.compile(r"\r\n|\n|\r")
 _FOLD = re.compile(rb"(?:\r\n|\n|\r)[ \t]")
 _BINARY = re.compile(r";(?:ENCODING=BASE64|VALUE=BINARY)(?=[;:])", re.IGNORECASE)
 _SLIM_OVER = 4096
+# Free-text properties that neither the index nor any check of a PUT reads. Written without
+# parameters ("SUMMARY:..."), icalendar can neither fail to split such a line nor fail to read
+# its TEXT value (vText), so leaving the line out of a parse for the index changes no outcome;
+# these are the long lines of most events, and icalendar splits lines a character at a time.
+# A line with parameters may be malformed, so it is always parsed.
+_UNINDEXED_TEXT = frozenset({"SUMMARY", "DESCRIPTION", "LOCATION", "COMMENT", "CONTACT", "PRODID",
+                             "VERSION"})
+# X- properties: icalendar keeps an unreadable X- value as an error in every component, and no
+# index field comes from one but X-WR-TIMEZONE (_apply_x_wr_timezone).
+_INDEXED_X = "X-WR-TIMEZONE"
+# In a VEVENT icalendar records a value it cannot read as an error of that property rather than
+# failing (Event.ignore_exceptions), and _check_values ignores errors of properties outside
+# _CRITICAL_PROPERTIES: there these lines change no outcome either (other components raise).
+_UNINDEXED_IN_VEVENT = frozenset({"DTSTAMP", "LAST-MODIFIED", "STATUS", "TRANSP", "CLASS", "PRIORITY"})
 
 
 class InvalidCalendarData(ValueError):
@@ -56,6 +71,9 @@ class InvalidCalendarData(ValueError):
     def __init__(self, precondition: str, message: str) -> None:
         super().__init__(message)
         self.precondition = precondition
+
+
+_content_line: Callable[[str], Contentline] = Contentline  # icalendar leaves __new__ unannotated
 
 
 class _LocalParser(CalendarIcalParser):
@@ -71,22 +89,33 @@ class _LocalParser(CalendarIcalParser):
 
 class _LocalCalendar(Calendar):
     @classmethod
-    def _get_ical_parser(cls, st: str | bytes) -> _LocalParser:
+    def _get_ical_parser(cls, st: str | bytes | list[Contentline]) -> _LocalParser:
         return _LocalParser(st, cls._get_component_factory(), cls.types_factory)
 
 
-def parse(data: bytes, *, slim: bool = False) -> Any:
+def parse(data: bytes, *, slim: bool = False, for_index: bool = False) -> Any:
     """Parse and check one iCalendar stream; raises InvalidCalendarData (valid-calendar-data).
 
     ``slim`` leaves out the values of inline binary properties (ATTACH;ENCODING=BASE64): they
     matter neither to the index nor to any filter, and icalendar reads long lines slowly.
+    ``for_index`` also leaves out the lines without parameters that no index field comes from
+    and that cannot change the outcome (``_UNINDEXED_TEXT``, ``_UNINDEXED_IN_VEVENT``, X-
+    properties): the tree then serves validation and indexing only, not filters.
     """
-    lines = content_lines(decode(data), slim=slim)
+    lines = content_lines(decode(data), slim=slim, for_index=for_index)
     try:
-        cal = _LocalCalendar.from_ical("".join(line + "\r\n" for line in lines))
+        # icalendar's parser takes content lines as well as text. Ours are unfolded already and
+        # hold exactly one VCALENDAR, so joining them only for icalendar to split them again
+        # (what Calendar.from_ical does) would be work for nothing; the trailing "" is the
+        # empty line Contentlines.from_ical ends with.
+        given = Contentlines([*map(_content_line, lines), _content_line("")])
+        found = _LocalCalendar._get_ical_parser(given).parse()
     # icalendar reports malformed input with assorted exception types; all mean "not iCalendar".
     except Exception as exc:
         raise InvalidCalendarData(VALID_DATA, f"not parseable as iCalendar: {exc}") from exc
+    if len(found) != 1:  # content_lines allows one VCALENDAR; a guard, not a case
+        raise InvalidCalendarData(VALID_OBJECT, "a calendar object resource holds one VCALENDAR")
+    cal = found[0]
     _check_values(cal)
     _attach_zones(cal)
     return _apply_x_wr_timezone(cal)
@@ -107,7 +136,7 @@ def logical_lines(text: str) -> Iterator[str]:
     return (line for line in _LINE_BREAK.split(text) if line)
 
 
-def content_lines(text: str, *, slim: bool = False) -> list[str]:
+def content_lines(text: str, *, slim: bool = False, for_index: bool = False) -> list[str]:
     """The lines of one VCALENDAR with balanced BEGIN/END (RFC 5545 §3.4, §3.6)."""
     lines: list[str] = []
     stack: list[str] = []
@@ -128,6 +157,10 @@ def content_lines(text: str, *, slim: bool = False) -> list[str]:
             if stack[-1] != value:
                 raise InvalidCalendarData(VALID_DATA, f"line {number}: END:{value} closes BEGIN:{stack[-1]}")
             stack.pop()
+        elif for_index and line[match.end()] == ":" and (
+                name in _UNINDEXED_TEXT or name in _UNINDEXED_IN_VEVENT and stack[-1] == "VEVENT"
+                or name.startswith("X-") and name != _INDEXED_X):
+            continue
         elif slim and len(line) > _SLIM_OVER:
             line = _without_binary_value(line, match.end())
         lines.append(line)
