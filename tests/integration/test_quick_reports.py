@@ -15,7 +15,7 @@ import pytest
 
 from safehold.caldav import reports as caldav_reports
 from safehold.core import users
-from safehold.core.model import Actor
+from safehold.core.model import Actor, ItemIndex
 from safehold.dav import reportutil
 from safehold.store import engine as engine_mod
 from safehold.store.repo import Store
@@ -256,5 +256,40 @@ def test_reads_in_one_block_are_one_snapshot(database_url: str, tmp_path: Path) 
         after = store.get("files/alice/a.txt")  # outside the block: the new state
         assert store.last_seq() > seq and after is not None and after.etag != first.etag
         assert store.read_bytes(after) == b"two"
+    finally:
+        engine.dispose()
+
+
+def test_the_index_bound_counts_the_entries_a_lookup_reads(database_url: str, tmp_path: Path) -> None:
+    """Store.index_rows_more_than with a component and an end counts what index_spans
+    reads for them (undated entries and those starting before the end), and that lookup
+    (two index ranges since the OR became a UNION ALL) finds exactly the entries whose
+    envelope overlaps, undated ones included, in path order."""
+    engine = engine_mod.create(database_url)
+    try:
+        engine_mod.ensure_schema(engine)
+        store = Store(engine, tmp_path / "tmp")
+        actor = Actor(None, "pytest", None)
+        users.add_user(store, "alice", "password-1", actor)
+        cal = "calendars/alice/bound"
+        store.mkcol(cal, 1, actor, kind="calendar")
+        entries = {f"e{i:02d}.ics": ItemIndex("VEVENT", f"e{i}", 100.0 * i, 100.0 * i + 50)
+                   for i in range(20)}
+        entries["undated.ics"] = ItemIndex("VEVENT", "u", None, None)
+        entries["todo.ics"] = ItemIndex("VTODO", "t", None, 10.0)
+        for name, ix in entries.items():
+            store.put(f"{cal}/{name}", 1, b"BEGIN:VCALENDAR", "text/calendar", actor, index=ix)
+        assert store.index_rows_more_than(cal, 22) is False  # 20 + undated + the to-do
+        assert store.index_rows_more_than(cal, 21) is True
+        assert store.index_rows_more_than(cal, 20, "VEVENT") is True
+        assert store.index_rows_more_than(cal, 21, "VEVENT") is False
+        # Starting before 500: e00..e04 and the undated event.
+        assert store.index_rows_more_than(cal, 5, "VEVENT", 500.0) is True
+        assert store.index_rows_more_than(cal, 6, "VEVENT", 500.0) is False
+        found = store.index_spans(cal, "VEVENT", 320.0, 500.0)
+        assert [row[0].rsplit("/", 1)[1] for row in found] == ["e03.ics", "e04.ics", "undated.ics"]
+        assert [row[0] for row in store.index_spans(cal, "VEVENT", 320.0, 500.0, 2)] == \
+            [f"{cal}/e03.ics", f"{cal}/e04.ics"]
+        assert [row[0] for row in store.index_spans(cal, "VTODO", None, 5.0)] == [f"{cal}/todo.ics"]
     finally:
         engine.dispose()

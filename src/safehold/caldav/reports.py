@@ -93,8 +93,8 @@ class _MatchCache:
 
 _matches = _MatchCache()
 
-# A calendar-query is bounded work (report.quick) on a calendar of at most QUICK_ROWS
-# indexed objects, with at most QUICK_ENTRIES candidates of which at most QUICK_PARSES
+# A calendar-query is bounded work (report.quick) when its index lookup reads at most
+# QUICK_ROWS entries, with at most QUICK_ENTRIES candidates of which at most QUICK_PARSES
 # need their bytes parsed, and no expansion of the results.
 QUICK_ROWS = 2000
 QUICK_ENTRIES = 500
@@ -142,9 +142,11 @@ def _query(req: DavRequest, backend: DavBackend, node: Node, root: etree._Elemen
     if node.is_collection:
         if depth == "0":
             return reportutil.multistatus_response([])
-        if quick and not backend.index_within(node, QUICK_ROWS):
-            return None
         component, start, end = filters.index_hint(flt)
+        # The entries the lookup reads, not the whole calendar: a month early in a
+        # year-long calendar reads a quarter of it.
+        if quick and not backend.index_within(node, QUICK_ROWS, component, end):
+            return None
         entries = backend.query_index(node, component, start, end,
                                       QUICK_ENTRIES + 1 if quick else None)
         if quick and len(entries) > QUICK_ENTRIES:
@@ -152,20 +154,24 @@ def _query(req: DavRequest, backend: DavBackend, node: Node, root: etree._Elemen
     else:
         entries = [IndexEntry(node.href, node.etag, None, None, False)]
         nodes[node.href] = node
-    decides = filters.index_decides(flt)
+    # Only index entries (a collection's members) have an envelope to decide by.
+    decides = filters.index_decides(flt) if node.is_collection else None
+    lo, hi = decides if decides is not None else (0.0, 0.0)
+    known = _matches.known
     # Per member: True/False when the index envelope or an earlier answer for the same
-    # (ETag, filter) decides, None when its bytes must be parsed.
+    # (ETag, filter) decides, None when its bytes must be parsed. Entries unpacked, not
+    # read by attribute: this runs per candidate.
     verdicts: list[bool | None] = []
-    indexed = node.is_collection
-    for entry in entries:
-        if decides is not None and indexed and not entry.recurring \
-                and entry.start is not None and entry.end is not None \
-                and decides[0] < entry.start and entry.end < decides[1]:
+    for _, etag, first, last, recurring, spans in entries:
+        if decides is None:
+            verdicts.append(known(etag, flt))
+        elif not recurring and first is not None and last is not None \
+                and lo < first and last < hi:
             verdicts.append(True)
-        elif decides is not None and indexed and entry.spans is not None:
-            verdicts.append(ical_spans.overlap(entry.spans, *decides))
+        elif spans is not None:
+            verdicts.append(ical_spans.overlap(spans, lo, hi))
         else:
-            verdicts.append(_matches.known(entry.etag, flt))
+            verdicts.append(known(etag, flt))
     unknown = [e.href for e, v in zip(entries, verdicts, strict=True) if v is None]
     if quick and len(unknown) > QUICK_PARSES:
         return None

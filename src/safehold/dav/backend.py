@@ -126,5 +126,7 @@ class DavBackend(Protocol):
     # member's Node comes from get_many when its index entry and the caches do not do.
     def query_index(self, node: Node, component: str | None, start: float | None,
                     end: float | None, limit: int | None = None) -> list[IndexEntry]: ...
-    # Whether the collection holds at most ``count`` indexed (calendar) objects.
-    def index_within(self, node: Node, count: int) -> bool: ...
+    # Whether a ``query_index`` of (component, end) reads at most ``count`` index
+    # entries (all the collection's without a component).
+    def index_within(self, node: Node, count: int, component: str | None = None,
+                     end: float | None = None) -> bool: ...

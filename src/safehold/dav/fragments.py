@@ -13,6 +13,7 @@ Bounded by the characters held (``budget``): when full, the oldest quarter goes.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from itertools import islice
 
 Key = tuple[str, str, tuple[str, ...]]  # href, ETag, requested property names
@@ -30,9 +31,10 @@ class FragmentCache:
         self.chars = 0
         self._items: dict[Key, str] = {}
         self._lock = threading.Lock()
-
-    def get(self, key: Key) -> str | None:
-        return self._items.get(key)  # one dict lookup: atomic under the GIL
+        # The dictionary's own get, not a method around it (one dict lookup: atomic
+        # under the GIL): a multiget of 100 cached members spent a tenth of its time in
+        # that method's frames. ``_items`` is never replaced, only emptied.
+        self.get: Callable[[Key], str | None] = self._items.get
 
     def put(self, key: Key, text: str) -> None:
         if len(text) * 8 > self.budget:

@@ -347,7 +347,8 @@ class StoreDavBackend:
             h = PREFIX + path if kind == ITEM else PREFIX + path + "/"
             blob_of[h] = blob
             out[wanted[path]] = new(Node, (h, kind != ITEM, etag, size, ctype, created, modified,
-                                           props, False, kind))
+                                           {} if props == "{}" else load_props(props), False,
+                                           kind))
         return out
 
     def read_bytes(self, node: Node) -> bytes:
@@ -382,8 +383,9 @@ class StoreDavBackend:
                 for path, etag, s, e, recurring, spans in self.store.index_spans(
                     store_path(node.href), component, start, end, limit)]
 
-    def index_within(self, node: Node, count: int) -> bool:
-        return not self.store.index_rows_more_than(store_path(node.href), count)
+    def index_within(self, node: Node, count: int, component: str | None = None,
+                     end: float | None = None) -> bool:
+        return not self.store.index_rows_more_than(store_path(node.href), count, component, end)
 
     def changes_within(self, node: Node, token: str, count: int) -> bool:
         # The token's check (``_parse_token``) and the bound in one statement.
