@@ -4,6 +4,7 @@ never runs there, so it does not stall the other clients (http/app.py _answer)."
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -230,22 +231,33 @@ def test_a_long_report_does_not_stall_other_requests(srv: Server) -> None:
     assert min(inside) >= 2, (inside, len(gets), [w[1] - w[0] for w in windows])
 
 
-def test_reads_in_one_block_are_one_snapshot(database_url: str, tmp_path: Path) -> None:
-    """Store.reading: the reads of one request see one state, whatever commits meanwhile
-    (a GET's head and body, a sync's token check and its changes)."""
+ACTOR = Actor(None, "pytest", None)
+
+
+@contextlib.contextmanager
+def _store(database_url: str, tmp_path: Path) -> Iterator[Store]:
+    """A store of its own on ``database_url`` (in this process) with the user alice."""
     engine = engine_mod.create(database_url)
     try:
         engine_mod.ensure_schema(engine)
         store = Store(engine, tmp_path / "tmp")
-        actor = Actor(None, "pytest", None)
-        users.add_user(store, "alice", "password-1", actor)
-        first, _ = store.put("files/alice/a.txt", 1, b"one", "text/plain", actor)
+        users.add_user(store, "alice", "password-1", ACTOR)
+        yield store
+    finally:
+        engine.dispose()
+
+
+def test_reads_in_one_block_are_one_snapshot(database_url: str, tmp_path: Path) -> None:
+    """Store.reading: the reads of one request see one state, whatever commits meanwhile
+    (a GET's head and body, a sync's token check and its changes)."""
+    with _store(database_url, tmp_path) as store:
+        first, _ = store.put("files/alice/a.txt", 1, b"one", "text/plain", ACTOR)
         with store.reading():
             seq = store.last_seq()
             head = store.get("files/alice/a.txt")
             # Another thread (a request on a worker) writes and commits meanwhile.
             writer = threading.Thread(target=store.put, args=(
-                "files/alice/a.txt", 1, b"two", "text/plain", actor))
+                "files/alice/a.txt", 1, b"two", "text/plain", ACTOR))
             writer.start()
             writer.join()
             assert store.last_seq() == seq
@@ -256,8 +268,6 @@ def test_reads_in_one_block_are_one_snapshot(database_url: str, tmp_path: Path) 
         after = store.get("files/alice/a.txt")  # outside the block: the new state
         assert store.last_seq() > seq and after is not None and after.etag != first.etag
         assert store.read_bytes(after) == b"two"
-    finally:
-        engine.dispose()
 
 
 def test_the_index_bound_counts_the_entries_a_lookup_reads(database_url: str, tmp_path: Path) -> None:
@@ -265,20 +275,15 @@ def test_the_index_bound_counts_the_entries_a_lookup_reads(database_url: str, tm
     reads for them (undated entries and those starting before the end), and that lookup
     (two index ranges since the OR became a UNION ALL) finds exactly the entries whose
     envelope overlaps, undated ones included, in path order."""
-    engine = engine_mod.create(database_url)
-    try:
-        engine_mod.ensure_schema(engine)
-        store = Store(engine, tmp_path / "tmp")
-        actor = Actor(None, "pytest", None)
-        users.add_user(store, "alice", "password-1", actor)
+    with _store(database_url, tmp_path) as store:
         cal = "calendars/alice/bound"
-        store.mkcol(cal, 1, actor, kind="calendar")
+        store.mkcol(cal, 1, ACTOR, kind="calendar")
         entries = {f"e{i:02d}.ics": ItemIndex("VEVENT", f"e{i}", 100.0 * i, 100.0 * i + 50)
                    for i in range(20)}
         entries["undated.ics"] = ItemIndex("VEVENT", "u", None, None)
         entries["todo.ics"] = ItemIndex("VTODO", "t", None, 10.0)
         for name, ix in entries.items():
-            store.put(f"{cal}/{name}", 1, b"BEGIN:VCALENDAR", "text/calendar", actor, index=ix)
+            store.put(f"{cal}/{name}", 1, b"BEGIN:VCALENDAR", "text/calendar", ACTOR, index=ix)
         assert store.index_rows_more_than(cal, 22) is False  # 20 + undated + the to-do
         assert store.index_rows_more_than(cal, 21) is True
         assert store.index_rows_more_than(cal, 20, "VEVENT") is True
@@ -291,5 +296,3 @@ def test_the_index_bound_counts_the_entries_a_lookup_reads(database_url: str, tm
         assert [row[0] for row in store.index_spans(cal, "VEVENT", 320.0, 500.0, 2)] == \
             [f"{cal}/e03.ics", f"{cal}/e04.ics"]
         assert [row[0] for row in store.index_spans(cal, "VTODO", None, 5.0)] == [f"{cal}/todo.ics"]
-    finally:
-        engine.dispose()
