@@ -119,12 +119,16 @@ def member_responses(members: list[tuple[str, str]], backend: DavBackend, names:
     return out
 
 
+def _plain(h: str) -> bool:
+    """Whether ``h`` is a path that is its own URL path, percent-decoded: the usual
+    href, as clients send back what the server listed."""
+    return h.startswith("/") and not h.startswith("//") and "%" not in h and "?" not in h \
+        and "#" not in h
+
+
 def _path(h: str) -> str:
     """The URL path of a DAV:href (absolute or a path), percent-decoded."""
-    if h.startswith("/") and not h.startswith("//") and "%" not in h and "?" not in h \
-            and "#" not in h:
-        return h  # the usual href, as clients send back what the server listed
-    return unquote(urlsplit(h).path)
+    return h if _plain(h) else unquote(urlsplit(h).path)
 
 
 def not_found(h: str) -> str:
@@ -155,9 +159,7 @@ def _paths(hrefs: list[str]) -> list[str]:
     returns as it is), which one look at them all joined finds: "\0" cannot occur in
     XML text, so each "\0/" starts one href."""
     joined = "\0".join(hrefs)
-    if joined.startswith("/") and joined.count("\0/") == len(hrefs) - 1 \
-            and not joined.startswith("//") and "\0//" not in joined \
-            and "%" not in joined and "?" not in joined and "#" not in joined:
+    if _plain(joined) and joined.count("\0/") == len(hrefs) - 1 and "\0//" not in joined:
         return hrefs
     return [_path(h) for h in hrefs]
 
