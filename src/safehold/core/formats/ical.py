@@ -39,9 +39,11 @@ from safehold.core.formats.ical_parse import (
     VALID_OBJECT,
     InvalidCalendarData,
     as_list,
+    has,
     is_date,
     main_components,
     parse,
+    prop,
 )
 
 __all__ = [
@@ -96,14 +98,15 @@ def inspect_calendar(data: bytes) -> CalendarInfo:
     recurrence = RecurrenceSet(components, None) if recurring else None
     start, end = _bounds(components)
     spans = event_spans(components, recurrence, start, end) if recurrence else None
-    return CalendarInfo(components[0].name, str(components[0]["UID"]), start, end, recurring, spans)
+    return CalendarInfo(components[0].name, str(prop(components[0], "UID")), start, end, recurring, spans)
 
 
 def _object_components(cal: Any) -> list[Any]:
     """The components of one calendar object resource, checked against RFC 4791 §4.1."""
-    if "METHOD" in cal:
+    if has(cal, "METHOD"):
         raise InvalidCalendarData(VALID_OBJECT, "a stored calendar object must not have METHOD (RFC 4791 §4.1)")
-    if str(cal.get("CALSCALE", "GREGORIAN")).upper() != "GREGORIAN":
+    scale = prop(cal, "CALSCALE")
+    if scale is not None and str(scale).upper() != "GREGORIAN":
         raise InvalidCalendarData(VALID_DATA, "only the GREGORIAN calendar scale is supported")
     components = [c for c in main_components(cal) if not c.name.startswith("X-")]
     names = sorted({c.name for c in components})
@@ -113,12 +116,12 @@ def _object_components(cal: Any) -> list[Any]:
         raise InvalidCalendarData(VALID_OBJECT, f"one component type per object, found {', '.join(names)}")
     if names[0] not in COMPONENTS:
         raise InvalidCalendarData(VALID_OBJECT, f"unsupported component {names[0]}")
-    uids = {str(c.get("UID", "")) for c in components}
+    uids = {str(prop(c, "UID") or "") for c in components}
     if "" in uids:
         raise InvalidCalendarData(VALID_OBJECT, f"every {names[0]} needs a UID")
     if len(uids) > 1:
         raise InvalidCalendarData(VALID_OBJECT, "all components of an object must share one UID")
-    if sum("RECURRENCE-ID" not in c for c in components) > 1:
+    if sum(not has(c, "RECURRENCE-ID") for c in components) > 1:
         raise InvalidCalendarData(VALID_OBJECT, "more than one component without RECURRENCE-ID for one UID")
     return components
 
@@ -128,9 +131,9 @@ def _check_component(comp: Any) -> None:
     # RFC 5545 §3.6.1: DTSTART is required in a VEVENT of an object without METHOD.
     if comp.name == "VEVENT" and start is None:
         raise InvalidCalendarData(VALID_DATA, "VEVENT without DTSTART")
-    if ("RRULE" in comp or "RDATE" in comp) and start is None:
+    if (has(comp, "RRULE") or has(comp, "RDATE")) and start is None:
         raise InvalidCalendarData(VALID_DATA, f"{comp.name} with RRULE or RDATE but no DTSTART")
-    for rule in as_list(comp.get("RRULE")):
+    for rule in as_list(prop(comp, "RRULE")):
         if "COUNT" in rule and "UNTIL" in rule:
             raise InvalidCalendarData(VALID_DATA, "RRULE with both COUNT and UNTIL (RFC 5545 §3.3.10)")
 
@@ -138,7 +141,7 @@ def _check_component(comp: Any) -> None:
 def _bounds(components: list[Any]) -> tuple[datetime | None, datetime | None]:
     spans = [_span(c) for c in components]
     for comp in components:
-        if "RECURRENCE-ID" not in comp and ("RRULE" in comp or "RDATE" in comp):
+        if not has(comp, "RECURRENCE-ID") and (has(comp, "RRULE") or has(comp, "RDATE")):
             spans.append(_recurrence_span(comp, components))
     starts = [s for s, _ in spans]
     ends = [e for _, e in spans]
@@ -192,7 +195,7 @@ def _recurrence_span(master: Any, components: list[Any]) -> tuple[datetime | Non
     length = _length(master)
     starts: list[Time] = [own.start]
     ends: list[Time] = []
-    for rule in as_list(master.get("RRULE")):
+    for rule in as_list(prop(master, "RRULE")):
         last = _last_rule_start(rule, own.start)
         if last is None:
             return _lower(own.start), None
@@ -224,7 +227,7 @@ def _length(comp: Any) -> timedelta:
 
 
 def _rdates(comp: Any) -> list[Any]:
-    return [item.dt for prop in as_list(comp.get("RDATE")) for item in prop.dts]
+    return [item.dt for rdate in as_list(prop(comp, "RDATE")) for item in rdate.dts]
 
 
 def _last_rule_start(rule: Any, start: Time) -> Time | None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from recurring_ical_events import EventAdapter, JournalAdapter, Series, TodoAdapter
 
-from safehold.core.formats.ical_parse import VALID_DATA, InvalidCalendarData, as_list, is_date
+from safehold.core.formats.ical_parse import VALID_DATA, InvalidCalendarData, as_list, has, is_date, prop
 
 # Stand-ins for the open ends of a time-range (RFC 4791 §9.9: "-infinity", "+infinity").
 MIN_UTC = datetime(1, 1, 2, tzinfo=UTC)
@@ -65,7 +65,7 @@ def to_utc(value: Time, floating_tz: tzinfo | None) -> datetime:
 
 def value_of(comp: Any, name: str) -> Any:
     """The parsed value of a property (the first, if it repeats), or None."""
-    props = as_list(comp.get(name))
+    props = as_list(prop(comp, name))
     return getattr(props[0], "dt", None) if props else None
 
 
@@ -91,11 +91,11 @@ def own_instance(comp: Any) -> Instance:
 def _own_end(comp: Any, start: Time | None) -> Time | None:
     if comp.name == "VFREEBUSY":
         return time_of(comp, "DTEND")
-    if comp.name == "VTODO" and "DUE" in comp:
+    if comp.name == "VTODO" and has(comp, "DUE"):
         return time_of(comp, "DUE")
     if start is None or comp.name not in ("VEVENT", "VTODO"):
         return None
-    if comp.name == "VEVENT" and "DTEND" in comp:
+    if comp.name == "VEVENT" and has(comp, "DTEND"):
         return time_of(comp, "DTEND")
     duration = value_of(comp, "DURATION")
     if isinstance(duration, timedelta):
@@ -110,10 +110,10 @@ def is_recurring_set(group: list[Any]) -> bool:
     """Whether one UID's components form a recurrence set that needs expanding."""
     if group[0].name not in _ADAPTERS:
         return False
-    if any("RECURRENCE-ID" in c for c in group):
+    if any(has(c, "RECURRENCE-ID") for c in group):
         return True
     # A rule needs a DTSTART to anchor it (RFC 5545 §3.8.5.3); inspect_calendar refuses one without.
-    return any(("RRULE" in c or "RDATE" in c) and "DTSTART" in c for c in group)
+    return any((has(c, "RRULE") or has(c, "RDATE")) and has(c, "DTSTART") for c in group)
 
 
 def by_uid(components: list[Any]) -> list[list[Any]]:
@@ -128,11 +128,11 @@ class RecurrenceSet:
 
     def __init__(self, group: list[Any], floating_tz: tzinfo | None) -> None:
         self.zone = floating_tz or UTC
-        masters = [c for c in group if "RECURRENCE-ID" not in c]
+        masters = [c for c in group if not has(c, "RECURRENCE-ID")]
         self.master = _highest_sequence(masters) if masters else None
         self.overrides: dict[datetime, Any] = {}
         for comp in group:
-            if "RECURRENCE-ID" in comp:
+            if has(comp, "RECURRENCE-ID"):
                 key = recurrence_key(value_of(comp, "RECURRENCE-ID"))
                 current = self.overrides.get(key)
                 self.overrides[key] = _highest_sequence([current, comp] if current is not None else [comp])
@@ -161,11 +161,14 @@ class RecurrenceSet:
         source = self.overrides.get(ids[0]) if ids else self.master
         if source is None:  # not expected: both sides key instances the same way
             raise InvalidCalendarData(VALID_DATA, f"no component for the instance at {occurrence.start}")
-        own = own_instance(source)
-        # A RANGE=THISANDFUTURE override also lends its properties to the instances after it.
-        derived = is_thisandfuture(source) and not _same_time(occurrence.start, own.start)
-        if "RECURRENCE-ID" in source and not derived:
-            return own
+        if has(source, "RECURRENCE-ID"):  # an override: its own instance (the master's is not)
+            own = own_instance(source)
+            # A RANGE=THISANDFUTURE override also lends its properties to the instances after it.
+            derived = is_thisandfuture(source) and not _same_time(occurrence.start, own.start)
+            if not derived:
+                return own
+        else:
+            derived = False
         end = occurrence.end if _has_end(source) else None
         recurrence_id = occurrence.start - thisandfuture_shift(source) if derived else occurrence.start
         return Instance(source, occurrence.start, end, recurrence_id)
@@ -177,7 +180,7 @@ def expansion_steps(master: Any, end: datetime) -> float:
     if start is None:
         return 0.0
     steps = 0.0
-    for rule in as_list(master.get("RRULE")):
+    for rule in as_list(prop(master, "RRULE")):
         counts = rule.get("COUNT")
         if counts:  # dateutil stops after COUNT instances
             steps += int(counts[0])
@@ -197,19 +200,19 @@ def _earliest_start(group: list[Any]) -> datetime:
     RANGE=THISANDFUTURE shifts never move an instance before the override's own DTSTART."""
     times: list[Time] = [t for c in group for t in (time_of(c, "DTSTART"), time_of(c, "DUE")) if t is not None]
     for comp in group:
-        for prop in as_list(comp.get("RDATE")):
-            times += [d.dt[0] if isinstance(d.dt, tuple) else d.dt for d in prop.dts]
+        for rdate in as_list(prop(comp, "RDATE")):
+            times += [d.dt[0] if isinstance(d.dt, tuple) else d.dt for d in rdate.dts]
     return min((to_utc(t, None) for t in times), default=HORIZON_START) - MARGIN
 
 
 def _has_end(comp: Any) -> bool:
     if comp.name == "VEVENT":
         return True
-    return comp.name == "VTODO" and ("DUE" in comp or "DURATION" in comp)
+    return comp.name == "VTODO" and (has(comp, "DUE") or has(comp, "DURATION"))
 
 
 def is_thisandfuture(comp: Any) -> bool:
-    rid = as_list(comp.get("RECURRENCE-ID"))
+    rid = as_list(prop(comp, "RECURRENCE-ID"))
     return bool(rid) and str(rid[0].params.get("RANGE", "")).upper() == "THISANDFUTURE"
 
 
@@ -328,9 +331,9 @@ def _freebusy_overlaps(inst: Instance, start: datetime, end: datetime, floating_
 def freebusy_periods(comp: Any, floating_tz: tzinfo | None) -> list[tuple[datetime, datetime, str]]:
     """(start, end, FBTYPE) of every FREEBUSY period, in UTC (RFC 5545 §3.8.2.6)."""
     periods = []
-    for prop in as_list(comp.get("FREEBUSY")):
-        fbtype = str(prop.params.get("FBTYPE", "BUSY")).upper()
-        for item in getattr(prop, "dts", None) or [prop]:
+    for found in as_list(comp.get("FREEBUSY")):
+        fbtype = str(found.params.get("FBTYPE", "BUSY")).upper()
+        for item in getattr(found, "dts", None) or [found]:
             begin, finish = item.dt
             if isinstance(finish, timedelta):
                 finish = begin + finish

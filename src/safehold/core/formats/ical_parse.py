@@ -24,6 +24,7 @@ import x_wr_timezone
 from dateutil import tz as dateutil_tz
 from icalendar import Calendar
 from icalendar.parser.content_line import Contentline, Contentlines
+from icalendar.parser.parameter import Parameters
 from icalendar.parser.ical.calendar import CalendarIcalParser
 from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
 
@@ -73,13 +74,40 @@ class InvalidCalendarData(ValueError):
         self.precondition = precondition
 
 
-_content_line: Callable[[str], Contentline] = Contentline  # icalendar leaves __new__ unannotated
+class _PlainLine(Contentline):
+    """A content line without parameters, "NAME:value" (``_PLAIN``).
+
+    icalendar splits a line one character at a time, minding quotes and backslashes, to find
+    where its name and parameters end; a name of letters, digits and "-" followed by a colon
+    has neither, so the split comes to (the name as written, no parameters, the rest), which
+    this takes at the first colon. Most lines of most objects look so; a line with parameters
+    keeps icalendar's split. tests/unit/test_ical_lean.py compares the two on every corpus line.
+    """
+
+    __slots__ = ()
+
+    def raw_parts(self) -> tuple[str, Parameters, str]:
+        colon = self.index(":")
+        return self[:colon], Parameters(), self[colon + 1:]
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9-]+:")
+_plain_line: Callable[[str], Contentline] = _PlainLine  # icalendar leaves __new__ unannotated
+_content_line: Callable[[str], Contentline] = Contentline
+
+
+def _line(text: str) -> Contentline:
+    """``text`` as the content line icalendar's parser takes."""
+    return _plain_line(text) if _PLAIN.match(text) else _content_line(text)
 
 
 class _LocalParser(CalendarIcalParser):
     # No TZID lookups while parsing: values stay naive, their TZID parameter is kept, and
     # _attach_zones resolves them against this object only.
     datetime_names: ClassVar[tuple[str, ...]] = ()
+
+    def get_factory_for_property(self, name: str, params: Parameters) -> Any:
+        return _value_type(name, params.value)
 
     def handle_end_component(self, vals: str) -> None:
         # The base class registers every VTIMEZONE in icalendar's process-wide cache when the
@@ -91,6 +119,14 @@ class _LocalCalendar(Calendar):
     @classmethod
     def _get_ical_parser(cls, st: str | bytes | list[Contentline]) -> _LocalParser:
         return _LocalParser(st, cls._get_component_factory(), cls.types_factory)
+
+
+# icalendar looks a property's value type up twice per line (handle_property, then
+# parse_and_add_property), each time through case-folding dictionaries; the answer depends
+# only on the property's name and VALUE parameter.
+@functools.lru_cache(maxsize=512)
+def _value_type(name: str, value: str | None) -> Any:
+    return _LocalCalendar.types_factory.for_property(name, value)
 
 
 def parse(data: bytes, *, slim: bool = False, for_index: bool = False) -> Any:
@@ -108,7 +144,7 @@ def parse(data: bytes, *, slim: bool = False, for_index: bool = False) -> Any:
         # hold exactly one VCALENDAR, so joining them only for icalendar to split them again
         # (what Calendar.from_ical does) would be work for nothing; the trailing "" is the
         # empty line Contentlines.from_ical ends with.
-        given = Contentlines([*map(_content_line, lines), _content_line("")])
+        given = Contentlines([*map(_line, lines), _content_line("")])
         found = _LocalCalendar._get_ical_parser(given).parse()
     # icalendar reports malformed input with assorted exception types; all mean "not iCalendar".
     except Exception as exc:
@@ -117,8 +153,16 @@ def parse(data: bytes, *, slim: bool = False, for_index: bool = False) -> Any:
         raise InvalidCalendarData(VALID_OBJECT, "a calendar object resource holds one VCALENDAR")
     cal = found[0]
     _check_values(cal)
-    _attach_zones(cal)
+    if _may_name_zones(given):
+        _attach_zones(cal)
     return _apply_x_wr_timezone(cal)
+
+
+def _may_name_zones(lines: list[Contentline]) -> bool:
+    """Whether a line may carry a TZID parameter (RFC 5545 §3.2.19). Only a line with
+    parameters can, and icalendar reads parameter names in upper case; without one there is
+    no zone to attach (most objects are written in UTC or in floating time)."""
+    return any(type(line) is not _PlainLine and "TZID" in line.upper() for line in lines)
 
 
 def decode(data: bytes) -> str:
@@ -146,17 +190,20 @@ def content_lines(text: str, *, slim: bool = False, for_index: bool = False) -> 
         if match is None:
             raise InvalidCalendarData(VALID_DATA, f"line {number} is not an iCalendar content line")
         name = match.group().upper()
-        value = line[match.end() + 1:].strip().upper()
-        if not stack and not (name == "BEGIN" and value == "VCALENDAR"):
+        if name == "BEGIN" or name == "END":
+            value = line[match.end() + 1:].strip().upper()
+            if not stack and not (name == "BEGIN" and value == "VCALENDAR"):
+                raise InvalidCalendarData(VALID_DATA, f"line {number}: expected BEGIN:VCALENDAR")
+            if name == "BEGIN":
+                if not stack:
+                    calendars += 1
+                stack.append(value)
+            else:
+                if stack[-1] != value:
+                    raise InvalidCalendarData(VALID_DATA, f"line {number}: END:{value} closes BEGIN:{stack[-1]}")
+                stack.pop()
+        elif not stack:
             raise InvalidCalendarData(VALID_DATA, f"line {number}: expected BEGIN:VCALENDAR")
-        if name == "BEGIN":
-            if not stack:
-                calendars += 1
-            stack.append(value)
-        elif name == "END":
-            if stack[-1] != value:
-                raise InvalidCalendarData(VALID_DATA, f"line {number}: END:{value} closes BEGIN:{stack[-1]}")
-            stack.pop()
         elif for_index and line[match.end()] == ":" and (
                 name in _UNINDEXED_TEXT or name in _UNINDEXED_IN_VEVENT and stack[-1] == "VEVENT"
                 or name.startswith("X-") and name != _INDEXED_X):
@@ -198,13 +245,26 @@ def _attach_zones(cal: Any) -> None:
         if comp.name in ("VTIMEZONE", "STANDARD", "DAYLIGHT"):
             continue
         for name in TZID_PROPERTIES:
-            for prop in as_list(comp.get(name)):
-                tzid = prop.params.get("TZID")
+            for found in as_list(prop(comp, name)):
+                tzid = found.params.get("TZID")
                 if tzid is None:
                     continue
                 if tzid not in resolved:
                     resolved[tzid] = _resolve_tzid(str(tzid), definitions)
-                _localize_property(prop, resolved[tzid])
+                _localize_property(found, resolved[tzid])
+
+
+def prop(comp: Any, name: str) -> Any:
+    """``comp.get(name)`` for an upper-case ``name``. icalendar keeps property names upper-cased
+    (its CaselessDict), so the plain dict lookup finds the same property; the case-folding one,
+    which raises and catches KeyError when the property is absent, costs about ten times as much;
+    indexing one object asks dozens of times."""
+    return dict.get(comp, name)
+
+
+def has(comp: Any, name: str) -> bool:
+    """``name in comp`` for an upper-case ``name`` (see :func:`prop`)."""
+    return dict.__contains__(comp, name)
 
 
 def as_list(value: Any) -> list[Any]:
@@ -311,7 +371,7 @@ def _zone_from_definition(vtimezone: str) -> tzinfo | None:
 def _apply_x_wr_timezone(cal: Any) -> Any:
     # Google-style calendars name their zone in X-WR-TIMEZONE; recurring-ical-events applies
     # it, so we do too, once, to keep every computation in this package consistent.
-    if "X-WR-TIMEZONE" not in cal:
+    if not has(cal, "X-WR-TIMEZONE"):
         return cal
     try:
         return x_wr_timezone.to_standard(cal)

@@ -24,7 +24,7 @@ from safehold.core.formats.ical_instances import (
     chunks,
     expansion_steps,
 )
-from safehold.core.formats.ical_parse import InvalidCalendarData, as_list
+from safehold.core.formats.ical_parse import InvalidCalendarData, as_list, prop
 
 Spans = tuple[tuple[int, int], ...]  # (start, end) in UTC epoch seconds; end == start: no length
 
@@ -44,7 +44,7 @@ def event_spans(components: list[Any], recurrence: RecurrenceSet, start: datetim
     if start < HORIZON_START + _NEAR_HORIZON or end > HORIZON_END - _NEAR_HORIZON:
         return None
     for comp in components:
-        for rdate in as_list(comp.get("RDATE")):
+        for rdate in as_list(prop(comp, "RDATE")):
             if any(isinstance(d.dt, tuple) for d in rdate.dts):
                 return None
     try:
