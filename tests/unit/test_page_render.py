@@ -10,8 +10,8 @@ from typing import cast
 
 import pytest
 
-from safehold.dav import multistatus
-from safehold.dav.backend import DavBackend, Node
+from safehold.dav import multistatus, props
+from safehold.dav.backend import DavBackend, Members, Node
 from safehold.dav.methods import propfind
 from safehold.dav.xml import dav
 
@@ -38,10 +38,14 @@ ODD = [
     _item("w.ics", etag='"1-\x01"'),  # a character XML cannot carry
 ]
 VIRTUAL = Node("/dav/", True, "", 0, None, 1.7e9, 1.7e9, {}, True, "collection")  # no getetag
+CALENDARS = [Node(f"/dav/calendars/u/c{i}/", True, f'"c-{i}"', 0, None, 1.7e9, 1.7e9, {}, False,
+                  "calendar") for i in range(3)]
 
 
-@pytest.mark.parametrize("nodes", [PLAIN, ODD, PLAIN[:2] + ODD + PLAIN[2:], [*PLAIN, VIRTUAL], []],
-                         ids=["plain", "odd", "mixed", "virtual", "empty"])
+@pytest.mark.parametrize("nodes", [PLAIN, ODD, PLAIN[:2] + ODD + PLAIN[2:], [*PLAIN, VIRTUAL], [],
+                                   CALENDARS, [*PLAIN, *CALENDARS]],
+                         ids=["plain", "odd", "mixed", "virtual", "empty", "calendars",
+                              "items and calendars"])
 def test_a_page_is_its_members_rendered_one_by_one(nodes: list[Node]) -> None:
     for n in range(len(NAMES) + 1):
         for names in combinations(NAMES, n):
@@ -55,3 +59,34 @@ def test_plain_is_what_escape_leaves_alone() -> None:
     for text in ['"1-ab"', "text/calendar; charset=utf-8", "a&b", "a<b", "a>b", "a\rb",
                  "a\x01b", "\ufffe", "ünïcode", ""]:
         assert multistatus.plain(text) == (multistatus.escape(text) == text), text
+
+
+def test_a_plain_page_is_joined_from_its_texts() -> None:
+    """What a client lists with, on a page that needs no escaping, takes the joined path
+    (props.page_texts), not a text per member and property (props.column)."""
+    fields = list(zip(*PLAIN, strict=True))
+    for name in (dav("resourcetype"), dav("getetag"), dav("getcontenttype"),
+                 dav("getcontentlength"), dav("supportedlock")):
+        assert props.page_texts(name, PLAIN, fields, NO_BACKEND) is not None, name
+    fields = list(zip(*ODD, strict=True))
+    assert props.page_texts(dav("getetag"), ODD, fields, NO_BACKEND) is None  # escaping
+    assert props.page_texts(dav("getlastmodified"), PLAIN, list(zip(*PLAIN, strict=True)),
+                            NO_BACKEND) is None
+
+
+@pytest.mark.parametrize("nodes", [PLAIN, ODD, [*PLAIN, *CALENDARS]], ids=["plain", "odd", "mixed"])
+def test_a_members_page_renders_as_its_nodes(nodes: list[Node]) -> None:
+    """A page held by field (backend.Members, what the store's listing gives) is the same
+    page; one that needs no Node is rendered without making any."""
+    fields = list(zip(*nodes, strict=True))
+    stored = Members(fields[:7] + [tuple(repr(d) for d in fields[7])] + fields[8:],
+                     lambda texts: [{} for _ in texts])
+    assert list(stored) == nodes
+    names = [dav("resourcetype"), dav("getetag"), dav("getcontenttype")]
+    assert propfind.page_responses(Members(fields), NO_BACKEND, "prop", names) == \
+        propfind.page_responses(nodes, NO_BACKEND, "prop", names)
+
+    def no_nodes(_texts: tuple[object, ...]) -> list[dict[str, str]]:
+        raise AssertionError("the Nodes were made")
+    if nodes is PLAIN:
+        propfind.page_responses(Members(fields, no_nodes), NO_BACKEND, "prop", names)

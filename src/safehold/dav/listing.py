@@ -25,7 +25,7 @@ not every page after it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from itertools import islice
 from typing import NamedTuple
 
@@ -34,7 +34,7 @@ from safehold.dav.backend import Listing, Node
 
 BUDGET = 16 << 20  # bytes of rendered pages kept (PageCache)
 
-Render = Callable[[list[Node]], list[str]]
+Render = Callable[[Sequence[Node]], list[str]]
 PageKey = tuple[str, tuple[str, ...], str]  # collection href, property names, position
 
 

@@ -28,8 +28,11 @@ _SPECIAL = re.compile("[&<>\r\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]").search
 
 
 def plain(text: str) -> bool:
-    """Whether ``escape`` leaves ``text`` as it is."""
-    return _SPECIAL(text) is None
+    """Whether ``escape`` leaves ``text`` as it is. Asked of a whole page's texts at
+    once: ``isprintable`` (no control character, no U+FFFE/U+FFFF) and three ``in``
+    checks take half the time of the search, which decides only when they fail."""
+    return (text.isprintable() and "&" not in text and "<" not in text and ">" not in text) \
+        or _SPECIAL(text) is None
 
 
 def escape(text: str) -> str:

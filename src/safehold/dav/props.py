@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from operator import itemgetter
+from typing import Any
 
 from lxml import etree
 
@@ -162,6 +163,7 @@ def register(name: str, fn: LivePropFn, protected: bool = True, allprop: bool = 
     LIVE[name] = fn
     FAST.pop(name, None)  # the registered function is the definition from now on
     COLUMNS.pop(name, None)
+    PAGE_TEXTS.pop(name, None)
     if protected:
         PROTECTED.add(name)
     if not allprop:
@@ -272,6 +274,72 @@ COLUMNS: dict[str, ColumnFn] = {
     dav("getcontentlength"): _length_column,
     dav("resourcetype"): _resourcetype_column,
 }
+
+
+# A page's texts as the pieces its responses are joined from (propfind.page_responses):
+# no string per member and property, only the member's own text between constant tags.
+# ``fields`` is the page transposed (zip(*nodes): one tuple per Node field).
+PageTexts = tuple[str, "Sequence[str] | None", str]
+_HREF, _IS_COLL, _ETAG, _SIZE, _CTYPE, _VIRTUAL, _KIND = (
+    Node._fields.index(f) for f in ("href", "is_collection", "etag", "size", "content_type",
+                                    "virtual", "kind"))
+PageTextFn = Callable[[str, Sequence[Node], list[tuple[Any, ...]], DavBackend], "PageTexts | None"]
+
+
+def _plain_texts(name: str, values: Sequence[str]) -> PageTexts | None:
+    if not multistatus.plain("".join(values)):
+        return None  # some text needs escaping: ``column`` does it
+    return multistatus.open_tag(name), values, multistatus.close_tag(name)
+
+
+def _same_per_kind(name: str, nodes: Sequence[Node], fields: list[tuple[Any, ...]],
+                   backend: DavBackend) -> PageTexts | None:
+    kinds, colls, virtual = fields[_KIND], fields[_IS_COLL], fields[_VIRTUAL]
+    n = len(kinds)
+    if kinds.count(kinds[0]) != n or colls.count(colls[0]) != n or virtual.count(virtual[0]) != n:
+        return None
+    # _per_kind's text depends on these three fields only, the same for every member; not
+    # nodes[0], which would make a Members page's Nodes.
+    first = Node(*[f[0] for f in fields])._replace(dead_props={})
+    text = FAST[name](first, backend)
+    return None if text is None else (text, None, "")
+
+
+def _etag_texts(name: str, _n: Sequence[Node], fields: list[tuple[Any, ...]],
+                _b: DavBackend) -> PageTexts | None:
+    return None if True in fields[_VIRTUAL] else _plain_texts(name, fields[_ETAG])
+
+
+def _type_texts(name: str, _n: Sequence[Node], fields: list[tuple[Any, ...]],
+                _b: DavBackend) -> PageTexts | None:
+    types = fields[_CTYPE]
+    if True in fields[_IS_COLL] or None in types or "" in types:
+        return None  # no such property, or application/octet-stream: ``column``
+    return _plain_texts(name, types)
+
+
+def _length_texts(name: str, _n: Sequence[Node], fields: list[tuple[Any, ...]],
+                  _b: DavBackend) -> PageTexts | None:
+    return None if True in fields[_IS_COLL] else _plain_texts(name, list(map(str, fields[_SIZE])))
+
+
+PAGE_TEXTS: dict[str, PageTextFn] = {
+    dav("getetag"): _etag_texts,
+    dav("getcontenttype"): _type_texts,
+    dav("getcontentlength"): _length_texts,
+    dav("resourcetype"): _same_per_kind,
+    dav("supportedlock"): _same_per_kind,
+}
+
+
+def page_texts(name: str, nodes: Sequence[Node], fields: list[tuple[Any, ...]],
+               backend: DavBackend) -> PageTexts | None:
+    """``name`` for a whole (non-empty) page: (open tag, the members' texts, close tag), or
+    (the element, None, "") when it is the same for every member; None when some member
+    lacks it or a text needs escaping (then ``column`` renders the page). Where not None,
+    open tag + text + close tag is FAST[name] of each member (tests/unit/test_page_render.py)."""
+    fn = PAGE_TEXTS.get(name)
+    return None if fn is None else fn(name, nodes, fields, backend)
 
 
 def column(name: str) -> ColumnFn | None:

@@ -5,7 +5,7 @@ translates domain errors into DAV errors."""
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import NoReturn
 
 from safehold.caldav.props import supported_components
@@ -15,7 +15,7 @@ from safehold.core.model import (
     ADDRESSBOOK, CALENDAR, COLLECTION, ITEM, Actor, Body, ItemIndex, Lock, Principal, Resource,
     load_props, parent_of,
 )
-from safehold.dav.backend import IndexEntry, Listing, LockInfo, Node
+from safehold.dav.backend import IndexEntry, Listing, LockInfo, Members, Node
 from safehold.dav.errors import DavError
 from safehold.dav.types import BodyBytes, SpooledBody
 from safehold.errors import DomainError, UidConflict
@@ -474,7 +474,7 @@ class _StoreListing:
         self._token_prefix = self.token.rpartition(":")[0]  # the same lineage
         self._changed: dict[str, list[str] | None] = {}  # changed_since by token seq
 
-    def page(self, after: str, through: str | None = None) -> tuple[list[Node], str, str]:
+    def page(self, after: str, through: str | None = None) -> tuple[Sequence[Node], str, str]:
         if through is None:
             rows = self._snapshot.rows(after, self._size)
             last = rows[-1][0] if rows else after
@@ -482,16 +482,24 @@ class _StoreListing:
             # A range that grew past two pages is cut: memory stays bounded by a page.
             rows = self._snapshot.rows(after, 2 * self._size, through)
             last = rows[-1][0] if len(rows) == 2 * self._size else through
+        if not rows:
+            return [], last, listing_mod.stamp_of_rows(rows)
         # Not StoreDavBackend._node: a listing never reads bodies, so it keeps no
-        # blob hash per member (100,000 of them would outlive every page). Straight from
-        # the driver's tuples (listing_mod.Row), positionally, and tuple.__new__ rather
-        # than Node(...), whose generated __new__ is a Python call: this runs per member.
-        new = tuple.__new__
-        return [new(Node, (PREFIX + path if kind == ITEM else PREFIX + path + "/", kind != ITEM,
-                           etag, size, ctype, created, modified,
-                           {} if props == "{}" else load_props(props), False, kind))
-                for path, kind, etag, size, ctype, props, _seq, created, modified in rows
-                ], last, listing_mod.stamp_of_rows(rows)
+        # blob hash per member (100,000 of them would outlive every page). The driver's
+        # tuples (listing_mod.Row) a column at a time (zip(*rows)): a Members page, whose
+        # Nodes are made only if the page is not rendered from its fields alone. The
+        # loops over the members run in C but for the hrefs of a page with collections.
+        paths, kinds, etags, sizes, ctypes, props, seqs, created, modified = zip(*rows, strict=True)
+        n = len(paths)
+        if kinds.count(ITEM) == n:
+            hrefs, colls = tuple(map(PREFIX.__add__, paths)), (False,) * n
+        else:
+            hrefs = tuple(PREFIX + p if k == ITEM else PREFIX + p + "/" for p, k
+                          in zip(paths, kinds, strict=True))
+            colls = tuple(k != ITEM for k in kinds)
+        # In Node's order; the dead properties as stored (JSON text) until Nodes are made.
+        return Members([hrefs, colls, etags, sizes, ctypes, created, modified, props,
+                        (False,) * n, kinds], _dead_props), last, f"{n}:{max(seqs)}"
 
     def stamp(self, after: str, last: str) -> str:
         return self._snapshot.stamp(after, last)
@@ -510,6 +518,10 @@ class _StoreListing:
 
     def close(self) -> None:
         self._snapshot.close()
+
+
+def _dead_props(stored: tuple[str, ...]) -> list[dict[str, str]]:
+    return [{} if p == "{}" else load_props(p) for p in stored]
 
 
 class _Empty:
