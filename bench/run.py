@@ -173,10 +173,17 @@ def run_step(n: int, run: ServerRun, server: servers.Server, bench: Bench, index
         run.disk_kib = server.disk_kib()
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
+    began = datetime.now(UTC)
     step()
+    ended = datetime.now(UTC)
     res = bench.results[-1]
     res.key = step.__name__
     res.load = load
+    # Wall-clock times, to place an outlier against the server's log (server.log).
+    res.notes.append(f"ran {began:%H:%M:%S.%f}"[:-3] + f" to {ended:%H:%M:%S.%f}"[:-3] + " UTC")
+    if res.slowest_at and res.count > 1:
+        res.notes.append(f"slowest request ({max(res.latencies) * 1000:.1f} ms) sent at "
+                         f"{datetime.fromtimestamp(res.slowest_at, UTC):%H:%M:%S.%f}"[:-3])
     res.notes.append(f"server RSS after it {server.peak_rss_kib('VmRSS') / 1024:,.0f} MiB "
                      f"(peak so far {server.peak_rss_kib() / 1024:,.0f} MiB)")
     print(f"bench: N={n} {run.name}: {res.name}: {res.rate:,.1f} ops/s, p50 "

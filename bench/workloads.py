@@ -42,6 +42,7 @@ class Result:
     status: str = "ok"  # ok | timeout | n/a | failed
     load: float = 0.0   # 1-minute load average of the machine when the workload began
     events: int = 0     # events in the calendar when the workload began
+    slowest_at: float = 0.0  # wall clock (time.time) when the slowest request was sent
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -101,7 +102,7 @@ class Bench:
         with self.client(timeout) as client:
             begin = time.perf_counter()
             deadline = begin + self.time_limit
-            checking = 0.0
+            checking = worst = 0.0
             for i in range(count):
                 if time.perf_counter() > deadline:
                     res.status = "timeout"
@@ -127,6 +128,9 @@ class Bench:
                         break
                     continue
                 t1 = time.perf_counter()
+                if t1 - t0 > worst:
+                    # To place an outlier against the server's log (time.time, not t0).
+                    worst, res.slowest_at = t1 - t0, time.time() - (t1 - t0)
                 res.latencies.append(t1 - t0)
                 res.count += 1
                 problem = check(i, resp)

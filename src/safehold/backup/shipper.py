@@ -48,6 +48,7 @@ class _Build:
     thread: threading.Thread
     entry: dict[str, Any] | None = None
     error: BaseException | None = None
+    seconds: float = 0.0  # how long the child took
 
 
 SNAPSHOT_RETRY_SECONDS = 60.0  # after a failed background snapshot
@@ -262,14 +263,19 @@ class Shipper:
         build_in = self.snapshot_in
 
         def run() -> None:
+            began = time.monotonic()
             try:
                 job.entry = build_in(url, shipped)
             except BaseException as exc:  # noqa: BLE001 - reported by _finish_snapshot
                 job.error = exc
+            job.seconds = time.monotonic() - began
             self._wake.set()
 
         job = _Build(shipped, threading.Thread(target=run, name="safehold-snapshot", daemon=True))
         self._building[url] = job
+        # Logged with its end, so that a slow request can be placed against it (the child
+        # competes with the server for the machine's cores while it runs).
+        log.info("snapshot of %s at seq %d: building in a child process", url, shipped)
         job.thread.start()
 
     def _finish_snapshot(self, replica: ReplicaClient, man: manifest_mod.Manifest) -> None:
@@ -285,6 +291,8 @@ class Shipper:
                       job.seq, SNAPSHOT_RETRY_SECONDS, job.error)
             return
         self.record_snapshot(replica, man, job.entry)
+        log.info("snapshot of %s at seq %d: uploaded (%d bytes) in %.1f s", replica.url, job.seq,
+                 int(job.entry.get("size") or 0), job.seconds)
 
     def build_snapshot(self, replica: ReplicaClient, man: manifest_mod.Manifest, seq: int
                        ) -> dict[str, Any]:
