@@ -126,8 +126,9 @@ class Shipper:
             # (their versions were pruned before it), and once it is named, retention may
             # delete everything before it.
             dedupe = replica.url not in self._building
-            inline, object_rows = self._pack(replica, snap_seq, rep.blob_rows(self.store, hashes),
-                                             dedupe)
+            with self.store.reading():  # its three reads in one transaction, one checkout
+                inline, object_rows = self._pack(replica, snap_seq,
+                                                 rep.blob_rows(self.store, hashes), dedupe)
             blobs += self._ship_blobs(replica, [r["hash"] for r in object_rows])
             name = segment.segment_name(first, last)
             digest = batch.pop("accounts_digest")

@@ -106,6 +106,31 @@ def execute(conn: Connection, st: Statement, params: Mapping[str, Any]) -> int:
         cur.close()
 
 
+def execute_many(conn: Connection, st: Statement, params: Sequence[Mapping[str, Any]]) -> None:
+    """Run a statement without rows once per parameter set (each with the same keys)."""
+    if not params:
+        return
+    direct = _direct(conn, st, params[0])
+    if direct is not None:
+        order = st.sql(conn.dialect, tuple(params[0]))[1]
+        args = params if order is None else [[p[k] for k in order] for p in params]
+        try:
+            direct[0].run_many(direct[1], args)
+        except sqlite_dbapi.Error as exc:
+            raise _failed(st, params[0], exc, conn) from exc
+        return
+    sql, order = st.sql(conn.dialect, tuple(params[0]))
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    cur = dbapi.cursor()
+    try:
+        cur.executemany(sql, params if order is None else [[p[k] for k in order] for p in params])
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise sa.exc.DBAPIError.instance(sql, params, exc, conn.dialect.loaded_dbapi.Error) from exc
+    finally:
+        cur.close()
+
+
 def raw(conn: Connection, sql: str) -> None:
     """A statement without parameters or rows (SAVEPOINT and friends)."""
     execute(conn, _RAW.setdefault(sql, Statement(sa.text(sql))), {})

@@ -15,6 +15,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection
 
 from safehold.store import blobs as blobs_mod
+from safehold.store import fastsql
 from safehold.store.repo import Store
 from safehold.store.sla import CANARY_PREFIX
 from safehold.store.schema import (
@@ -40,24 +41,70 @@ def accounts_digest(principals: list[dict[str, Any]], credentials: list[dict[str
                                      default=str).encode()).hexdigest()
 
 
+class _Query:
+    """A statement the shipper runs on every pass, built once and run on the driver
+    (store/fastsql.py), its rows as ``_rows`` gives them: dicts by column name, in
+    column order, booleans as booleans (SQLite's driver gives 0 and 1). Building the
+    statements anew and SQLAlchemy's execution and result machinery were most of a
+    pass's fixed cost (~10 ms of CPU per pass, py-spy), which every PUT shares."""
+
+    def __init__(self, stmt: Any, bools: tuple[str, ...] = ()) -> None:
+        self.statement = fastsql.Statement(stmt)
+        self.keys = tuple(c.name for c in stmt.selected_columns)
+        self.bools = bools
+
+    def dicts(self, c: Connection, params: dict[str, Any]) -> list[dict[str, Any]]:
+        keys = self.keys
+        out = [dict(zip(keys, r, strict=True)) for r in fastsql.rows(c, self.statement, params)]
+        for name in self.bools:
+            for d in out:
+                d[name] = bool(d[name])
+        return out
+
+
+_CHANGES_AFTER = _Query(sa.select(change).where(change.c.seq > sa.bindparam("k_seq"))
+                        .order_by(change.c.seq).limit(sa.bindparam("k_limit"))
+                        .offset(sa.bindparam("k_offset")))  # SQLite's LIMIT has an OFFSET
+_VERSIONS_IN = _Query(sa.select(version).where((version.c.seq > sa.bindparam("k_seq"))
+                                               & (version.c.seq <= sa.bindparam("k_last")))
+                      .order_by(version.c.id), bools=("deleted",))
+_PRINCIPALS = _Query(sa.select(principal).order_by(principal.c.id), bools=("disabled",))
+_CREDENTIALS = _Query(sa.select(credential).order_by(credential.c.id))
+_REPLICA_ROW = _Query(sa.select(replica_state).where(replica_state.c.url == sa.bindparam("k_url")))
+# IN lists of hashes as statements with a power-of-two number of parameters, padded
+# with the last hash (a repeated value in IN changes nothing): a handful of compiled
+# statements instead of an expanding IN compiled on every call (store/repo.py's
+# _get_many does the same for paths).
+_IN_MAX = 512
+_IN_NAMES = tuple(f"k_h{j}" for j in range(_IN_MAX))
+_IN_CACHE: dict[tuple[str, int], _Query] = {}
+
+
+def _in_query(name: str, part: list[str], make: Any) -> tuple[_Query, dict[str, Any]]:
+    """The cached query ``make(bindparams)`` for ``part`` (at most _IN_MAX hashes)."""
+    size = 1 << max(0, len(part) - 1).bit_length()
+    query = _IN_CACHE.get((name, size))
+    if query is None:
+        query = _IN_CACHE[(name, size)] = _Query(make([sa.bindparam(n) for n in _IN_NAMES[:size]]))
+    return query, dict(zip(_IN_NAMES[:size], part + [part[-1]] * (size - len(part)), strict=True))
+
+
 def changes_after(store: Store, seq: int, limit: int,
                   known_accounts: str | None = None) -> dict[str, Any]:
     """Up to ``limit`` changes after ``seq`` with their versions, plus the current
     principals and credentials (they are not in the change log) unless their digest
     is still ``known_accounts``; their digest is returned as "accounts_digest"."""
     def q(c: Connection) -> dict[str, Any]:
-        changes = _rows(c, sa.select(change).where(change.c.seq > seq)
-                        .order_by(change.c.seq).limit(limit))
+        changes = _CHANGES_AFTER.dicts(c, {"k_seq": seq, "k_limit": limit, "k_offset": 0})
         if not changes:
             return {"change": []}
         last = changes[-1]["seq"]
-        principals = _rows(c, sa.select(principal).order_by(principal.c.id))
-        credentials = _rows(c, sa.select(credential).order_by(credential.c.id))
+        principals = _PRINCIPALS.dicts(c, {})
+        credentials = _CREDENTIALS.dicts(c, {})
         digest = accounts_digest(principals, credentials)
         out: dict[str, Any] = {
             "change": changes,
-            "version": _rows(c, sa.select(version).where(version.c.seq > seq)
-                             .where(version.c.seq <= last).order_by(version.c.id)),
+            "version": _VERSIONS_IN.dicts(c, {"k_seq": seq, "k_last": last}),
             "accounts_digest": digest}
         if digest != known_accounts:
             out["principal"], out["credential"] = principals, credentials
@@ -82,10 +129,12 @@ def snapshot(store: Store, upto: int) -> dict[str, list[dict[str, Any]]]:
 def blob_rows(store: Store, hashes: list[str]) -> list[dict[str, Any]]:
     def q(c: Connection) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
-        for i in range(0, len(hashes), 500):
-            out += _rows(c, sa.select(blob).where(blob.c.hash.in_(hashes[i:i + 500])))
+        for i in range(0, len(hashes), _IN_MAX):
+            query, params = _in_query("blob", hashes[i:i + _IN_MAX],
+                                      lambda ps: sa.select(blob).where(blob.c.hash.in_(ps)))
+            out += query.dicts(c, params)
         return out
-    return store._read(q)
+    return store._read(q) if hashes else []
 
 
 def chunks(store: Store, sha256: str, count: int) -> Iterator[bytes]:
@@ -99,11 +148,14 @@ def chunks(store: Store, sha256: str, count: int) -> Iterator[bytes]:
 def shipped_blobs(store: Store, url: str, hashes: list[str]) -> set[str]:
     def q(c: Connection) -> set[str]:
         out: set[str] = set()
-        for i in range(0, len(hashes), 500):
-            out |= set(c.execute(sa.select(replica_blob.c.hash).where(
-                replica_blob.c.url == url, replica_blob.c.hash.in_(hashes[i:i + 500]))).scalars())
+        for i in range(0, len(hashes), _IN_MAX):
+            query, params = _in_query("shipped", hashes[i:i + _IN_MAX], lambda ps: sa.select(
+                replica_blob.c.hash).where((replica_blob.c.url == sa.bindparam("k_url"))
+                                           & replica_blob.c.hash.in_(ps)))
+            params["k_url"] = url
+            out |= {r[0] for r in fastsql.rows(c, query.statement, params)}
         return out
-    return store._read(q)
+    return store._read(q) if hashes else set()
 
 
 def mark_blobs(store: Store, url: str, hashes: list[str]) -> None:
@@ -118,9 +170,13 @@ _MARK = {"sqlite": sqlite_dialect.insert(replica_blob).on_conflict_do_nothing(),
          "postgresql": postgresql_dialect.insert(replica_blob).on_conflict_do_nothing()}
 
 
+_F_MARK = {name: fastsql.Statement(stmt) for name, stmt in _MARK.items()}
+
+
 def _mark_in(c: Connection, url: str, hashes: list[str]) -> None:
     if hashes:
-        c.execute(_MARK[c.dialect.name], [{"url": url, "hash": h} for h in sorted(set(hashes))])
+        fastsql.execute_many(c, _F_MARK[c.dialect.name],
+                             [{"url": url, "hash": h} for h in sorted(set(hashes))])
 
 
 def _inline_key(url: str, snapshot_seq: int) -> str:
@@ -174,7 +230,7 @@ _RESET_BATCH = 1000
 
 def small_bodies(store: Store, hashes: list[str]) -> dict[str, bytes]:
     """The original bytes of single-chunk bodies (what segments carry inline)."""
-    return blobs_mod.read_small(store.engine, hashes)
+    return store.read_small(hashes) if hashes else {}
 
 
 def replica_blob_hashes(store: Store, url: str) -> list[str]:
@@ -194,20 +250,23 @@ def unmark_blobs(store: Store, url: str, hashes: list[str]) -> None:
 
 
 def replica_row(store: Store, url: str) -> dict[str, Any] | None:
-    row = store._read(lambda c: c.execute(sa.select(replica_state)
-                                          .where(replica_state.c.url == url)).first())
-    return dict(row._mapping) if row else None
+    rows = store._read(lambda c: _REPLICA_ROW.dicts(c, {"k_url": url}))
+    return rows[0] if rows else None
 
 
 def save_replica_row(store: Store, url: str, **values: Any) -> None:
     store._write(lambda c: _save_row_in(c, url, values))
 
 
+_UPDATE_ROW = fastsql.Statement(sa.update(replica_state).where(
+    replica_state.c.url == sa.bindparam("k_url")))
+_INSERT_ROW = fastsql.Statement(sa.insert(replica_state))
+
+
 def _save_row_in(c: Connection, url: str, values: dict[str, Any]) -> None:
-    if c.execute(sa.update(replica_state).where(replica_state.c.url == url)
-                 .values(**values)).rowcount == 0:
-        base = {"shipped_seq": 0, "snapshot_seq": 0, **values}
-        c.execute(sa.insert(replica_state).values(url=url, **base))
+    if fastsql.execute(c, _UPDATE_ROW, {"k_url": url, **values}) == 0:
+        fastsql.execute(c, _INSERT_ROW, {"url": url, "shipped_seq": 0, "snapshot_seq": 0,
+                                         **values})
 
 
 def record_segment(store: Store, url: str, snapshot_seq: int, inline: list[str],

@@ -234,6 +234,14 @@ class Connection:
             raise _translate(exc) from exc
         return int(self._db.changes())
 
+    def run_many(self, sql: str, params: Sequence[Sequence[Any] | Mapping[str, Any]]) -> None:
+        """``run_count`` once per parameter set, in one call into APSW."""
+        self._maybe_begin(sql)
+        try:
+            self._db.executemany(sql, params).fetchall()
+        except apsw.Error as exc:
+            raise _translate(exc) from exc
+
     def begin_immediate(self, wait: bool = True) -> None:
         """BEGIN IMMEDIATE now: the write lock up front (a writer never fails half-way
         with SQLITE_BUSY_SNAPSHOT). Without ``wait``, Busy at once if another
