@@ -268,3 +268,59 @@ def test_select_is_a_byte_identical_subsequence(lines: list[str], names: set[str
 
 def _fold(line: bytes, width: int) -> list[bytes]:
     return [line[:width]] + [b" " + line[i:i + width] for i in range(width, len(line), width)]
+
+
+# --- the quick path (_inspect_simple) against the full parse ----------------------------
+
+from safehold.core.formats import vcard as vcard_mod  # noqa: E402
+
+
+def _full(data: bytes) -> CardInfo | str:
+    try:
+        return vcard_mod._inspect_full(data)
+    except InvalidAddressData as exc:
+        return f"rejected: {exc}"
+
+
+def _same_answer(data: bytes) -> None:
+    """The quick path answers only what the full parse accepts, and the same way."""
+    quick = vcard_mod._inspect_simple(data)
+    full = _full(data)
+    if isinstance(full, CardInfo):
+        assert quick in (None, full), data
+        assert inspect_card(data) == full
+    else:
+        assert quick is None, data
+
+
+@pytest.mark.parametrize("path", VALID + INVALID, ids=lambda p: p.name)
+def test_quick_path_agrees_on_the_corpus(path: Path) -> None:
+    _same_answer(path.read_bytes())
+
+
+def test_quick_path_takes_a_plain_card() -> None:
+    data = _card("VERSION:3.0", "UID:u-1", "FN:A\\, B", "EMAIL;TYPE=INTERNET,HOME:a@b.c",
+                 "item1.TEL;type=cell:+1")
+    assert vcard_mod._inspect_simple(data) == CardInfo("u-1", "3.0", "A, B") == _full(data)
+
+
+_PIECES = ["BEGIN:VCARD", "END:VCARD", "begin:vcard", "END:VEVENT", "BEGIN:VEVENT", "VERSION:3.0",
+           "VERSION:4.0", "version: 4.0 ", "VERSION:2.1", "VERSION:5.0", "UID:a", "UID:b", "UID:",
+           "UID: ", "item1.UID:c", "FN:X", "FN;CHARSET=UTF-8:Y", "FN:a\\nb\\,c\\;d", "fn:lower",
+           "FN;ENCODING=QUOTED-PRINTABLE:=C3=A9", "NOTE:x=", "NOTE:soft=", "EMAIL;TYPE=a,b:c@d",
+           "TEL;CELL:1", "X-A;P=\"q:;\":v", "X-B;=x:y", "X-C;P=a\"b:c", "A.B.C:x", "NO COLON",
+           ";X:y", ":v", "X-D;P=:v", "X-E;P=a,,b:v", "", " ", "\t", "\x0b", "\xa0", " folded",
+           "\tfolded", "é:x", "X-F:é", "X-G:\u2028", "N:;;;;", "X-H\r:v", "X-I:a\rb"]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=9), st.sampled_from(["\r\n", "\n"]),
+       st.sampled_from(["none", "card", "valid card"]), st.booleans(),
+       st.sampled_from([b"", b"", b"\xef\xbb\xbf", b"\xff"]))
+def test_quick_path_agrees_on_generated_cards(body: list[str], eol: str, wrap: str,
+                                              end_eol: bool, prefix: bytes) -> None:
+    # "valid card": a card the full parse accepts unless a piece breaks it (about half).
+    inner = ["VERSION:4.0", "UID:u", *[p for p in body if not p.startswith(("UID", "VERSION"))]] \
+        if wrap == "valid card" else body
+    lines = inner if wrap == "none" else ["BEGIN:VCARD", *inner, "END:VCARD"]
+    _same_answer(prefix + (eol.join(lines) + (eol if end_eol else "")).encode())

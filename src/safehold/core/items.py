@@ -3,6 +3,7 @@ index row kept beside its bytes. The bytes themselves are never changed."""
 
 from __future__ import annotations
 
+from safehold.core.formats import vcard
 from safehold.core.model import ADDRESSBOOK, CALENDAR, ItemIndex
 from safehold.errors import DomainError
 
@@ -53,8 +54,8 @@ def _calendar(data: bytes, supported: tuple[str, ...]) -> ItemIndex:
 
 
 def _card(data: bytes) -> ItemIndex:
-    from safehold.core.formats import vcard
-
+    # vcard at module level (ical stays lazy: it loads the icalendar library): an
+    # import statement in here ran on every vCard PUT.
     if len(data) > MAX_ITEM_BYTES:
         raise InvalidItem(f"vCards are limited to {MAX_ITEM_BYTES} bytes", "max-resource-size",
                           CARDDAV)

@@ -220,6 +220,12 @@ def inspect_card(data: bytes) -> CardInfo:
     Lenient where clients differ (folding, CRLF or LF, quoted-printable, groups, X-
     properties, missing FN), strict where the server would otherwise misbehave: one card
     per resource, a UID, balanced BEGIN/END, a VERSION we can serve back."""
+    simple = _inspect_simple(data)
+    return simple if simple is not None else _inspect_full(data)
+
+
+def _inspect_full(data: bytes) -> CardInfo:
+    """``inspect_card`` by the full parse: every body, every error message."""
     body = _card_properties(data)
     version = _single_value(body, "VERSION", "RFC 6350 §6.7.9")
     if version is None:
@@ -237,6 +243,67 @@ def inspect_card(data: bytes) -> CardInfo:
     # (old exports, group cards) and refusing them would only strand them on the phone.
     fn = next((_value_text(p) for p in body if p.name == "FN"), None)
     return CardInfo(uid=uid, version=version, fn=fn)
+
+
+# One content line without quotes (RFC 6350 §3.3): the language _parse accepts for
+# such a line (the parameter values cannot hold ";", ":" or ","), in one match.
+_SIMPLE_LINE = re.compile(r'(?:([A-Za-z0-9_-]+)\.)?([A-Za-z0-9_-]+)'
+                          r'((?:;[A-Za-z0-9_-]+(?:=[^";:,]*(?:,[^";:,]*)*)?)*):(.*)', re.DOTALL)
+_BLANK = " \t\r\x0b\x0c"  # what bytes.strip() strips from a line (blank lines are skipped)
+
+
+def _inspect_simple(data: bytes) -> CardInfo | None:
+    """``inspect_card`` of a card as nearly every client writes one: UTF-8, no folds, no
+    quotes, no line ending in "=" (quoted-printable), no BOM; None for every other body
+    and for every body the full parse would reject, which then decides (and words the
+    error). The same answer as the full parse in a sixth of the time (a vCard PUT
+    validated in ~100 µs, most of the CPU of its validation, py-spy):
+    tests/unit/test_vcard.py compares the two on the corpus and on generated cards."""
+    if b'"' in data or b"\n " in data or b"\n\t" in data or data.startswith(b"\xef\xbb\xbf"):
+        return None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    state = 0  # 0: before BEGIN:VCARD, 1: inside, 2: after END:VCARD
+    version: list[str] = []
+    uid: list[str] = []
+    fn: str | None = None
+    match = _SIMPLE_LINE.fullmatch
+    for line in text.split("\n"):
+        if line.endswith("\r"):
+            line = line[:-1]
+        if line.endswith("="):
+            return None
+        if not line.strip(_BLANK):
+            continue
+        found = match(line)
+        if found is None or state == 2:
+            return None
+        group, name, params, value = found.groups()
+        name = name.upper()
+        if state == 0:
+            if name != "BEGIN" or value.strip().upper() != "VCARD":
+                return None
+            state = 1
+        elif name == "BEGIN":
+            return None
+        elif name == "END":
+            if value.strip().upper() != "VCARD":
+                return None
+            state = 2
+        elif name == "VERSION":
+            version.append(value.strip())
+        elif name == "UID":
+            uid.append(value.strip())
+        elif name == "FN" and fn is None:
+            if params:
+                return None  # ENCODING=QUOTED-PRINTABLE would change its text
+            fn = _value_text(_Property(group or "", name, {}, value))
+    if state != 2 or len(version) != 1 or version[0] not in VERSIONS or len(uid) != 1 \
+            or not uid[0]:
+        return None
+    return CardInfo(uid=uid[0], version=version[0], fn=fn)
 
 
 def _single_value(body: Sequence[_Property], name: str, rfc: str) -> str | None:
