@@ -6,9 +6,11 @@ import base64
 from pathlib import Path
 
 import anyio
+import pytest
 
 from safehold.core import users
 from safehold.core.model import Actor
+from safehold.http import auth as auth_mod
 from safehold.http.auth import Authenticator
 from safehold.store import engine as engine_mod
 from safehold.store.repo import Store
@@ -34,34 +36,37 @@ def _store(tmp_path: Path) -> Store:
     return store
 
 
-def test_cache_avoids_rehashing(tmp_path: Path, monkeypatch: object) -> None:
-    store = _store(tmp_path)
-    clock = Clock()
-    auth = Authenticator(store, ttl=60, clock=clock)
-    calls = []
+def _argon2_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The passwords http.auth verifies with argon2 from now on (the real check)."""
+    calls: list[str] = []
     real = users.verify_password
 
     def counting(h: str, p: str) -> bool:
         calls.append(p)
         return real(h, p)
 
-    import safehold.http.auth as mod
-    mod.verify_password = counting  # type: ignore[assignment]
-    try:
-        async def run() -> None:
-            for _ in range(5):
-                assert await auth.authenticate(_basic("alice", "password-1"), "c") is not None
-            assert len(calls) == 1
-            clock.now += 61
+    monkeypatch.setattr(auth_mod, "verify_password", counting)
+    return calls
+
+
+def test_cache_avoids_rehashing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = _store(tmp_path)
+    clock = Clock()
+    auth = Authenticator(store, ttl=60, clock=clock)
+    calls = _argon2_calls(monkeypatch)
+
+    async def run() -> None:
+        for _ in range(5):
             assert await auth.authenticate(_basic("alice", "password-1"), "c") is not None
-            assert len(calls) == 2
-            assert await auth.authenticate(_basic("alice", "wrong-pass"), "c") is None
-            assert await auth.authenticate(_basic("nobody", "password-1"), "c") is None
-            assert await auth.authenticate("Basic !!!", "c") is None
-            assert await auth.authenticate(None, "c") is None
-        anyio.run(run)
-    finally:
-        mod.verify_password = real  # type: ignore[assignment]
+        assert len(calls) == 1
+        clock.now += 61
+        assert await auth.authenticate(_basic("alice", "password-1"), "c") is not None
+        assert len(calls) == 2
+        assert await auth.authenticate(_basic("alice", "wrong-pass"), "c") is None
+        assert await auth.authenticate(_basic("nobody", "password-1"), "c") is None
+        assert await auth.authenticate("Basic !!!", "c") is None
+        assert await auth.authenticate(None, "c") is None
+    anyio.run(run)
     store.engine.dispose()
 
 
@@ -76,48 +81,38 @@ def test_disabled_user_cannot_log_in(tmp_path: Path) -> None:
     store.engine.dispose()
 
 
-def test_a_pair_is_checked_again_before_it_expires(tmp_path: Path) -> None:
+def test_a_pair_is_checked_again_before_it_expires(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """A hit in the last quarter of the ttl is answered from the cache and checks the
     pair again in the background: a client in steady use never waits for argon2 after
     its first request, and a password changed elsewhere stops working within the ttl."""
     store = _store(tmp_path)
     clock = Clock()
     auth = Authenticator(store, ttl=60, clock=clock)
-    calls = []
-    real = users.verify_password
-
-    def counting(h: str, p: str) -> bool:
-        calls.append(p)
-        return real(h, p)
-
-    import safehold.http.auth as mod
-    mod.verify_password = counting  # type: ignore[assignment]
+    calls = _argon2_calls(monkeypatch)
 
     async def settle() -> None:
         while auth._refreshes:
             await anyio.sleep(0.01)
 
-    try:
-        async def run() -> None:
-            alice = _basic("alice", "password-1")
-            assert await auth.authenticate(alice, "c") is not None
-            clock.now += 50  # 10 s left: answered from the cache, checked in the background
-            assert await auth.authenticate(alice, "c") is not None
-            assert await auth.authenticate(alice, "c") is not None  # one check at a time
-            await settle()
-            assert len(calls) == 2
-            clock.now += 20  # past the first expiry, within the renewed one
-            assert await auth.authenticate(alice, "c") is not None
-            assert len(calls) == 2
-            # Changed by another process (the CLI): the next re-check drops the pair.
-            store.set_password("alice", users.hash_password("password-2"))
-            clock.now += 30  # 10 s left of the renewed pair
-            assert await auth.authenticate(alice, "c") is not None  # still within its ttl
-            await settle()
-            assert len(calls) == 3
-            assert await auth.authenticate(alice, "c") is None  # argon2 again: refused
-            assert await auth.authenticate(_basic("alice", "password-2"), "c") is not None
-        anyio.run(run)
-    finally:
-        mod.verify_password = real  # type: ignore[assignment]
+    async def run() -> None:
+        alice = _basic("alice", "password-1")
+        assert await auth.authenticate(alice, "c") is not None
+        clock.now += 50  # 10 s left: answered from the cache, checked in the background
+        assert await auth.authenticate(alice, "c") is not None
+        assert await auth.authenticate(alice, "c") is not None  # one check at a time
+        await settle()
+        assert len(calls) == 2
+        clock.now += 20  # past the first expiry, within the renewed one
+        assert await auth.authenticate(alice, "c") is not None
+        assert len(calls) == 2
+        # Changed by another process (the CLI): the next re-check drops the pair.
+        store.set_password("alice", users.hash_password("password-2"))
+        clock.now += 30  # 10 s left of the renewed pair
+        assert await auth.authenticate(alice, "c") is not None  # still within its ttl
+        await settle()
+        assert len(calls) == 3
+        assert await auth.authenticate(alice, "c") is None  # argon2 again: refused
+        assert await auth.authenticate(_basic("alice", "password-2"), "c") is not None
+    anyio.run(run)
     store.engine.dispose()
