@@ -193,17 +193,8 @@ def read_small_in(conn: Connection, hashes: list[str]) -> dict[str, bytes]:
         if found and found[0][0] == 1:
             out[hashes[0]] = dec.decompress(found[0][1])
         return out
-    for i in range(0, len(hashes), 512):
-        part = hashes[i:i + 512]
-        # A power-of-two number of parameters, padded with the last hash: a handful of
-        # compiled statements on the driver instead of an expanding IN compiled per call
-        # (the shipper reads the bodies it carries inline on every pass).
-        size = 1 << max(0, len(part) - 1).bit_length()
-        st = _READ_SMALL_N.get(size)
-        if st is None:
-            st = _READ_SMALL_N[size] = fastsql.Statement(
-                _READ_SMALL_BY.where(blob_chunk.c.hash.in_([sa.bindparam(n) for n in _NAMES[:size]])))
-        params = dict(zip(_NAMES[:size], part + [part[-1]] * (size - len(part)), strict=True))
+    # The shipper reads the bodies it carries inline on every pass.
+    for st, params in _READ_SMALL_IN.parts(hashes):
         for h, data in fastsql.rows(conn, st, params):
             out[h] = dec.decompress(data)
     return out
@@ -212,5 +203,5 @@ def read_small_in(conn: Connection, hashes: list[str]) -> dict[str, bytes]:
 _READ_SMALL_BY = (sa.select(blob_chunk.c.hash, blob_chunk.c.data)
                   .join(blob, blob.c.hash == blob_chunk.c.hash)
                   .where(blob.c.chunks == sa.literal_column("1")))
-_READ_SMALL_N: dict[int, fastsql.Statement] = {}
-_NAMES = tuple(f"k_h{j}" for j in range(512))
+_READ_SMALL_IN = fastsql.InList(lambda ps: _READ_SMALL_BY.where(blob_chunk.c.hash.in_(ps)),
+                                fastsql.Statement)

@@ -18,8 +18,8 @@ and booleans (both drivers take a Python bool).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -137,3 +137,31 @@ def raw(conn: Connection, sql: str) -> None:
 
 
 _RAW: dict[str, Statement] = {}
+
+T = TypeVar("T")
+IN_MAX = 512  # values in one IN list; longer lists are read in parts
+_IN_NAMES = tuple(f"k_in{j}" for j in range(IN_MAX))
+
+
+class InList(Generic[T]):
+    """A statement with one IN list of bind parameters, ``make(params)``, kept compiled
+    for power-of-two list lengths and padded with the list's last value (a repeated
+    value in IN changes nothing): a handful of statements on the driver instead of an
+    expanding IN compiled on every call. ``wrap`` makes what a call site runs
+    (a Statement, or something built on one)."""
+
+    def __init__(self, make: Callable[[list[Any]], Any], wrap: Callable[[Any], T]) -> None:
+        self._make = make
+        self._wrap = wrap
+        self._sizes: dict[int, T] = {}
+
+    def parts(self, values: Sequence[Any]) -> Iterator[tuple[T, dict[str, Any]]]:
+        """(statement, parameters) for each IN_MAX values of ``values``, in order."""
+        for i in range(0, len(values), IN_MAX):
+            part = list(values[i:i + IN_MAX])
+            size = 1 << max(0, len(part) - 1).bit_length()
+            st = self._sizes.get(size)
+            if st is None:
+                st = self._sizes[size] = self._wrap(
+                    self._make([sa.bindparam(n) for n in _IN_NAMES[:size]]))
+            yield st, dict(zip(_IN_NAMES[:size], part + [part[-1]] * (size - len(part)), strict=True))

@@ -71,22 +71,9 @@ _VERSIONS_IN = _Query(sa.select(version).where((version.c.seq > sa.bindparam("k_
 _PRINCIPALS = _Query(sa.select(principal).order_by(principal.c.id), bools=("disabled",))
 _CREDENTIALS = _Query(sa.select(credential).order_by(credential.c.id))
 _REPLICA_ROW = _Query(sa.select(replica_state).where(replica_state.c.url == sa.bindparam("k_url")))
-# IN lists of hashes as statements with a power-of-two number of parameters, padded
-# with the last hash (a repeated value in IN changes nothing): a handful of compiled
-# statements instead of an expanding IN compiled on every call (store/repo.py's
-# _get_many does the same for paths).
-_IN_MAX = 512
-_IN_NAMES = tuple(f"k_h{j}" for j in range(_IN_MAX))
-_IN_CACHE: dict[tuple[str, int], _Query] = {}
-
-
-def _in_query(name: str, part: list[str], make: Any) -> tuple[_Query, dict[str, Any]]:
-    """The cached query ``make(bindparams)`` for ``part`` (at most _IN_MAX hashes)."""
-    size = 1 << max(0, len(part) - 1).bit_length()
-    query = _IN_CACHE.get((name, size))
-    if query is None:
-        query = _IN_CACHE[(name, size)] = _Query(make([sa.bindparam(n) for n in _IN_NAMES[:size]]))
-    return query, dict(zip(_IN_NAMES[:size], part + [part[-1]] * (size - len(part)), strict=True))
+_BLOBS_IN = fastsql.InList(lambda ps: sa.select(blob).where(blob.c.hash.in_(ps)), _Query)
+_SHIPPED_IN = fastsql.InList(lambda ps: sa.select(replica_blob.c.hash).where(
+    (replica_blob.c.url == sa.bindparam("k_url")) & replica_blob.c.hash.in_(ps)), _Query)
 
 
 def changes_after(store: Store, seq: int, limit: int,
@@ -129,9 +116,7 @@ def snapshot(store: Store, upto: int) -> dict[str, list[dict[str, Any]]]:
 def blob_rows(store: Store, hashes: list[str]) -> list[dict[str, Any]]:
     def q(c: Connection) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
-        for i in range(0, len(hashes), _IN_MAX):
-            query, params = _in_query("blob", hashes[i:i + _IN_MAX],
-                                      lambda ps: sa.select(blob).where(blob.c.hash.in_(ps)))
+        for query, params in _BLOBS_IN.parts(hashes):
             out += query.dicts(c, params)
         return out
     return store._read(q) if hashes else []
@@ -148,10 +133,7 @@ def chunks(store: Store, sha256: str, count: int) -> Iterator[bytes]:
 def shipped_blobs(store: Store, url: str, hashes: list[str]) -> set[str]:
     def q(c: Connection) -> set[str]:
         out: set[str] = set()
-        for i in range(0, len(hashes), _IN_MAX):
-            query, params = _in_query("shipped", hashes[i:i + _IN_MAX], lambda ps: sa.select(
-                replica_blob.c.hash).where((replica_blob.c.url == sa.bindparam("k_url"))
-                                           & replica_blob.c.hash.in_(ps)))
+        for query, params in _SHIPPED_IN.parts(hashes):
             params["k_url"] = url
             out |= {r[0] for r in fastsql.rows(c, query.statement, params)}
         return out

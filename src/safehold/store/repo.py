@@ -144,35 +144,15 @@ _CHANGES_SINCE = (sa.select(_LATEST.c.path.label("changed"), _LATEST.c.seq.label
 # calendar-query at 10,000 events).
 _F_CHANGES_SINCE = fastsql.Statement(_CHANGES_SINCE)
 _F_LAST_SEQ = fastsql.Statement(_LAST_SEQ)  # every incremental sync checks its token
-_GET_MANY: dict[int, fastsql.Statement] = {}  # by number of paths, a power of two
-
-
-def _get_many(count: int, heads: bool = False) -> tuple[fastsql.Statement, int]:
-    """Store.get_many's statement (with ``heads``, Store.heads's) for up to ``count``
-    paths, and its number of paths: a handful of compiled statements, not one
-    expanding IN compiled per call."""
-    size = 1 << max(0, count - 1).bit_length()
-    cache = _HEADS if heads else _GET_MANY
-    st = cache.get(size)
-    if st is None:
-        cols = _HEAD_COLUMNS if heads else list(resource.c)
-        st = cache[size] = fastsql.Statement(sa.select(*cols).where(resource.c.path.in_(
-            [sa.bindparam(f"k_p{j}") for j in range(size)])))
-    return st, size
-
-
 # What a DAV response needs of a head (Store.heads): not its parent, owner, version or seq.
 _HEAD_COLUMNS = [resource.c.path, resource.c.kind, resource.c.blob_hash, resource.c.size,
                  resource.c.etag, resource.c.content_type, resource.c.props,
                  resource.c.created_at, resource.c.modified_at]
-_HEADS: dict[int, fastsql.Statement] = {}
-_PARAM_NAMES = tuple(f"k_p{j}" for j in range(512))  # the IN list's, for Store.get_many
-
-
-def _in_params(part: list[str], size: int) -> dict[str, str]:
-    """The parameters of a _get_many statement of ``size`` paths for ``part``, padded
-    with its last path (a repeated value in IN changes nothing)."""
-    return dict(zip(_PARAM_NAMES[:size], part + [part[-1]] * (size - len(part)), strict=True))
+# Store.get_many's and Store.heads's statements by number of paths.
+_GET_MANY = fastsql.InList(lambda ps: sa.select(resource).where(resource.c.path.in_(ps)),
+                           fastsql.Statement)
+_HEADS = fastsql.InList(lambda ps: sa.select(*_HEAD_COLUMNS).where(resource.c.path.in_(ps)),
+                        fastsql.Statement)
 _INDEX_ENTRIES: dict[tuple[bool, bool, bool, bool, bool], Any] = {}  # by a query's shape
 # Bounds the HTTP layer checks before it answers a REPORT on its event loop: whether a
 # collection changed more than k_offset times after k_seq, whether it has more than
@@ -1037,10 +1017,8 @@ class Store:
     def get_many(self, paths: list[str]) -> dict[str, Resource]:
         def q(c: Connection) -> dict[str, Resource]:
             out: dict[str, Resource] = {}
-            for i in range(0, len(paths), 512):
-                part = paths[i:i + 512]
-                st, size = _get_many(len(part))
-                for r in fastsql.rows(c, st, _in_params(part, size)):
+            for st, params in _GET_MANY.parts(paths):
+                for r in fastsql.rows(c, st, params):
                     res = _head(r)
                     out[res.path] = res
             return out
@@ -1053,10 +1031,8 @@ class Store:
         tuple per member, not two)."""
         def q(c: Connection) -> list[HeadRow]:
             out: list[HeadRow] = []
-            for i in range(0, len(paths), 512):
-                part = paths[i:i + 512]
-                st, size = _get_many(len(part), heads=True)
-                out += fastsql.rows(c, st, _in_params(part, size))
+            for st, params in _HEADS.parts(paths):
+                out += fastsql.rows(c, st, params)
             return out
         return self._read(q)
 
