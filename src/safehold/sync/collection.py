@@ -18,22 +18,48 @@ from safehold.dav.xml import dav
 QUICK_CHANGES = 100
 
 
+_TOKEN, _LEVEL, _LIMIT, _PROP = dav("sync-token"), dav("sync-level"), dav("limit"), dav("prop")
+_NRESULTS = f"{_LIMIT}/{dav('nresults')}"
+
+
+def _children(root: etree._Element) -> dict[str, etree._Element]:
+    """The first child of each name (what ``root.find(name)`` returns), from one pass
+    over the body: the five ElementPath lookups of a sync (two by ``quick``, three by
+    ``handle``) cost ~20 µs of an incremental sync's ~140 µs in the handler."""
+    first: dict[str, etree._Element] = {}
+    for child in root:
+        if isinstance(child.tag, str):
+            first.setdefault(child.tag, child)
+    return first
+
+
+def _token(first: dict[str, etree._Element]) -> str:
+    el = first.get(_TOKEN)
+    return (el.text or "").strip() if el is not None else ""
+
+
 def quick(req: DavRequest, backend: DavBackend, node: Node,
           root: etree._Element) -> DavResponse | None:
     """``handle`` if this is a sync after a token with few changes, else None."""
-    token = (root.findtext(dav("sync-token")) or "").strip()
+    first = _children(root)
+    token = _token(first)
     if not token or not node.is_collection or node.virtual \
             or not backend.changes_within(node, token, QUICK_CHANGES):
         return None
-    return handle(req, backend, node, root)
+    return _handle(backend, node, root, first)
 
 
 def handle(req: DavRequest, backend: DavBackend, node: Node, root: etree._Element) -> DavResponse:
+    return _handle(backend, node, root, _children(root))
+
+
+def _handle(backend: DavBackend, node: Node, root: etree._Element,
+            first: dict[str, etree._Element]) -> DavResponse:
     if not node.is_collection or node.virtual:
         raise DavError(403, "sync-collection needs a collection", condition="supported-report")
-    token_el = root.find(dav("sync-token"))
-    token = (token_el.text or "").strip() if token_el is not None else ""
-    level = (root.findtext(dav("sync-level")) or "1").strip()
+    token = _token(first)
+    level_el = first.get(_LEVEL)
+    level = ((level_el.text if level_el is not None else None) or "1").strip()
     if level not in ("1", "infinite"):
         raise DavError(400, "sync-level must be 1 or infinite")
     if level == "infinite" and node.kind == "collection":
@@ -41,7 +67,8 @@ def handle(req: DavRequest, backend: DavBackend, node: Node, root: etree._Elemen
         raise DavError(403, "sync-level infinite is not supported here",
                        condition="sync-traversal-supported")
     limit = None
-    nresults = root.findtext(f"{dav('limit')}/{dav('nresults')}")
+    # "limit/nresults" as ElementPath reads it (any DAV:limit's); only with a limit.
+    nresults = root.findtext(_NRESULTS) if _LIMIT in first else None
     if nresults is not None:
         try:
             limit = int(nresults.strip())
@@ -49,7 +76,7 @@ def handle(req: DavRequest, backend: DavBackend, node: Node, root: etree._Elemen
             raise DavError(400, "DAV:nresults must be a number") from exc
         if limit < 1:
             raise DavError(400, "DAV:nresults must be positive")
-    prop = root.find(dav("prop"))
+    prop = first.get(_PROP)
     names = [str(p.tag) for p in prop if isinstance(p.tag, str)] if prop is not None else []
     if not token:
         # The initial sync lists the whole collection: a page at a time, and the token
