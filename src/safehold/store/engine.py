@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from safehold import __version__
 from safehold.errors import SelfTestFailed, StoreUnavailable
 from safehold.store import sqlite_dbapi, versioning
+from safehold.store.checkpoint import Checkpointer
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ def create(url: str) -> Engine:
             url, module=sqlite_dbapi, pool_size=8, max_overflow=16,
             poolclass=sa.pool.QueuePool, connect_args={"timeout": 30.0},
         )
+        checkpointer = Checkpointer(engine, fatal_fsync)
 
         @sa.event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -63,6 +65,10 @@ def create(url: str) -> Engine:
             # Keep fsync failures fatal: SQLite reports SQLITE_IOERR_FSYNC and the
             # writer turns that into a process exit (fsyncgate).
             db.execute("PRAGMA cell_size_check=ON")
+            # The WAL checkpoint runs on a thread of its own, not inside the commit
+            # that filled the log (store/checkpoint.py); this replaces SQLite's
+            # automatic checkpoint.
+            db.set_wal_hook(checkpointer.wal_hook)
 
         return engine
     if url.startswith("postgres"):

@@ -270,6 +270,14 @@ class Connection:
             except apsw.Error as exc:
                 raise _translate(exc) from exc
 
+    def checkpoint(self) -> None:
+        """A PASSIVE WAL checkpoint (store/checkpoint.py): copies what it can of the log
+        into the database without waiting for readers or writers."""
+        try:
+            self._db.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)
+        except apsw.Error as exc:
+            raise _translate(exc) from exc
+
     def close(self) -> None:
         self._db.close(True)
 
