@@ -430,3 +430,12 @@ def test_x_wr_timezone_is_kept_for_the_index() -> None:
                     top=("X-WR-TIMEZONE:Europe/Lisbon",))
     assert "X-WR-TIMEZONE:Europe/Lisbon" in ical_parse.content_lines(ical_parse.decode(data), for_index=True)
     assert inspect_calendar(data).start == at("20240705T190000Z") - SECOND
+
+
+def test_a_repeated_dtstart_in_a_lone_event_is_indexed_by_the_first() -> None:
+    """RFC 5545 allows DTSTART once; a lone event that repeats it was accepted before the
+    check for recurring sets (corpus: valid-calendar-data__recurring-dtstart-twice.ics)
+    came, and still is, with its first value indexed."""
+    info = inspect_calendar(event("DTSTART:20240101T100000Z", "DTSTART:20240102T100000Z",
+                                  "DTEND:20240101T110000Z"))
+    assert (info.start, info.end) == expect("20240101T100000Z", "20240101T110000Z")

@@ -60,6 +60,7 @@ _EARLIEST_ZONE = timedelta(hours=14)
 _LATEST_ZONE = timedelta(hours=12)
 # iCalendar times have whole seconds; one more makes strict index comparisons safe at the edges.
 _SPARE = timedelta(seconds=1)
+_ONCE = ("DTSTART", "DTEND", "DUE", "DURATION", "RECURRENCE-ID")
 
 
 @dataclass(frozen=True)
@@ -94,10 +95,17 @@ def inspect_calendar(data: bytes) -> CalendarInfo:
     for comp in components:
         _check_component(comp)
     recurring = is_recurring_set(components)
-    # What is accepted must be expandable when a query meets it.
-    recurrence = RecurrenceSet(components, None) if recurring else None
-    start, end = _bounds(components)
-    spans = event_spans(components, recurrence, start, end) if recurrence else None
+    if recurring:
+        _check_once(components)
+    try:
+        # What is accepted must be expandable when a query meets it.
+        recurrence = RecurrenceSet(components, None) if recurring else None
+        start, end = _bounds(components)
+        spans = event_spans(components, recurrence, start, end) if recurrence else None
+    except OverflowError as exc:
+        # Python's dates end at years 1 and 9999; the index widens every time a little.
+        raise InvalidCalendarData(VALID_DATA, "a date or time too close to year 1 or 9999 to be "
+                                  "indexed; use dates between years 2 and 9998") from exc
     return CalendarInfo(components[0].name, str(prop(components[0], "UID")), start, end, recurring, spans)
 
 
@@ -124,6 +132,17 @@ def _object_components(cal: Any) -> list[Any]:
     if sum(not has(c, "RECURRENCE-ID") for c in components) > 1:
         raise InvalidCalendarData(VALID_OBJECT, "more than one component without RECURRENCE-ID for one UID")
     return components
+
+
+def _check_once(components: list[Any]) -> None:
+    """RFC 5545 §3.6.1, §3.6.2: these occur at most once in a component. Where one repeats in
+    a lone component the index reads the first; a recurring set cannot be expanded so
+    (recurring_ical_events fails on it), and a set stored so could never answer a query."""
+    for comp in components:
+        for name in _ONCE:
+            if len(as_list(prop(comp, name))) > 1:
+                raise InvalidCalendarData(VALID_DATA, f"{comp.name} has {name} more than once "
+                                          "(RFC 5545 §3.6.1)")
 
 
 def _check_component(comp: Any) -> None:
