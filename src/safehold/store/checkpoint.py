@@ -90,9 +90,13 @@ class Checkpointer:
             self.runs += 1
         except sqlite_dbapi.FsyncFailed as exc:
             self.fatal(exc)
+        except sqlite_dbapi.Busy:
+            # Another connection (`safehold import`, the CLI) checkpoints right now: that
+            # one copies the log back, and the next commit here wakes us again anyway.
+            log.debug("WAL checkpoint skipped: another connection is checkpointing")
         except sqlite_dbapi.Error:
-            # Busy (another process checkpoints), or an I/O error the next commit will
-            # meet and report; the log stays as it is and the next commit wakes us.
+            # An I/O error the next commit will meet and report; the log stays as it is
+            # and the next commit wakes us again.
             log.warning("WAL checkpoint failed; it is tried again after the next commit",
                         exc_info=True)
         finally:
