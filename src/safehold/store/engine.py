@@ -65,9 +65,8 @@ def create(url: str) -> Engine:
             # Keep fsync failures fatal: SQLite reports SQLITE_IOERR_FSYNC and the
             # writer turns that into a process exit (fsyncgate).
             db.execute("PRAGMA cell_size_check=ON")
-            # The WAL checkpoint runs on a thread of its own, not inside the commit
-            # that filled the log (store/checkpoint.py); this replaces SQLite's
-            # automatic checkpoint.
+            # The store's writer checkpoints after its commit, never on the event
+            # loop (store/checkpoint.py); this replaces SQLite's automatic checkpoint.
             db.set_wal_hook(checkpointer.wal_hook)
 
         return engine

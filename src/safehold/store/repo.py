@@ -30,6 +30,7 @@ from safehold.errors import (
 )
 from safehold.store import blobs, fastsql, sqlite_dbapi
 from safehold.store import engine as engine_mod
+from safehold.store.checkpoint import Checkpointer
 from safehold.store.schema import (
     blob, blob_chunk, change, credential, item_index, lock, meta, principal, resource, version,
 )
@@ -398,6 +399,7 @@ class Store:
         self._pending: list[_Job] = []  # writes waiting for the write lock (group commit)
         self._no_wait = threading.local()
         self._writer: Connection | None = None  # SQLite: every write's (_sqlite_transaction)
+        self._checkpointer = Checkpointer.of(engine)  # SQLite
 
     # -- plumbing --------------------------------------------------------------
 
@@ -452,6 +454,11 @@ class Store:
         the writer connection's driver, without SQLAlchemy's transaction machinery.
         Errors of the BEGIN and the COMMIT come as SQLAlchemy's (``_translate``); a
         failed fsync stops the process before anything else touches the database."""
+        checkpointer = self._checkpointer
+        if no_wait and checkpointer is not None and checkpointer.due:
+            # The event loop never checkpoints (store/checkpoint.py): this write goes
+            # to a worker thread, which checkpoints after its commit.
+            raise WriteBusy("a WAL checkpoint is due")
         conn = self._writer_conn()
         lite = conn.connection.dbapi_connection
         assert isinstance(lite, sqlite_dbapi.Connection)
@@ -471,6 +478,8 @@ class Store:
             self._end_sqlite(conn, lite, commit=False)
             raise
         self._end_sqlite(conn, lite, commit=True)
+        if not no_wait and checkpointer is not None and checkpointer.due:
+            checkpointer.run(lite)  # still under the write lock, as SQLite's own would
 
     def _end_sqlite(self, conn: Connection, lite: sqlite_dbapi.Connection, *, commit: bool) -> None:
         """COMMIT or ROLLBACK the writer's transaction; a statement run through
