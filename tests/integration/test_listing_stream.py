@@ -359,3 +359,28 @@ def test_snapshot_rows_are_its_pages_as_tuples(store: Store) -> None:
         assert snap.rows(pages[-1].path, 100) == []
     finally:
         snap.close()
+
+
+def test_two_pages_and_members_added_at_the_end(big: Server) -> None:
+    """A listing of two pages is read whole before the status line and still sent
+    chunked; members added after its last page join that page while it has room, so a
+    listing of one page stays one piece with a Content-Length."""
+    col = "/dav/files/alice/tail/"
+    with big.client() as c:
+        assert c.request("MKCOL", col).status_code == 201
+        for i in range(PAGE + PAGE // 2):
+            assert c.put(f"{col}m{i:03d}.txt", content=b"x").status_code == 201
+        two = c.request("PROPFIND", col, headers={"Depth": "1"}, content=ETAGS)
+        assert two.status_code == 207 and two.headers.get("transfer-encoding") == "chunked"
+        assert len(_members(two.content)) == PAGE + PAGE // 2
+        one = "/dav/files/alice/tail-one/"
+        assert c.request("MKCOL", one).status_code == 201
+        for i in range(PAGE // 2):
+            assert c.put(f"{one}m{i:03d}.txt", content=b"x").status_code == 201
+        for i in range(PAGE // 2):  # listed after each write at the end
+            r = c.request("PROPFIND", one, headers={"Depth": "1"}, content=ETAGS)
+            assert r.status_code == 207 and "content-length" in r.headers
+            assert len(_members(r.content)) == PAGE // 2 + i
+            assert c.put(f"{one}z{i:03d}.txt", content=b"x").status_code == 201
+        r = c.request("PROPFIND", one, headers={"Depth": "1"}, content=ETAGS)
+        assert len(_members(r.content)) == PAGE and "content-length" in r.headers

@@ -11,6 +11,7 @@ import pytest
 
 from safehold.dav import listing, multistatus
 from safehold.dav.backend import Node
+from safehold.dav.types import Pieces
 
 
 def _node(name: str, etag: str) -> Node:
@@ -63,9 +64,9 @@ def whole(lst: Members) -> bytes:
     return multistatus.document(["<first/>"] + render(lst.page("")[0]), "<tail/>")
 
 
-def _read(body: bytes | listing.Body) -> bytes:
-    if isinstance(body, bytes):
-        return body
+def _read(body: Pieces | listing.Body) -> bytes:
+    if isinstance(body, Pieces):
+        return b"".join(body)
     try:
         return b"".join(body)
     finally:
@@ -85,10 +86,10 @@ def test_streamed_body_equals_the_whole_document() -> None:
 def test_one_page_comes_whole_and_closed() -> None:
     lst = Members({"a": '"1"', "b": '"2"'}, 4)
     body = listing.body("<first/>", lst, render, None, "<tail/>")
-    assert isinstance(body, bytes) and body == whole(Members({"a": '"1"', "b": '"2"'}, 9))
+    assert isinstance(body, Pieces) and _read(body) == whole(Members({"a": '"1"', "b": '"2"'}, 9))
     assert lst.closed
     empty = Members({}, 4)
-    assert listing.body("", empty, render, None) == multistatus.HEAD + multistatus.TAIL
+    assert _read(listing.body("", empty, render, None)) == multistatus.HEAD + multistatus.TAIL
     assert empty.closed
 
 
@@ -169,3 +170,51 @@ def test_closing_a_stream_early_closes_the_listing() -> None:
     next(body)
     body.close()
     assert lst.closed
+
+
+def _pages(body: Pieces | listing.Body) -> int:
+    """The page chunks of a streamed body (without the head and the end)."""
+    assert isinstance(body, listing.Body)
+    try:
+        return len(list(body)) - 2
+    finally:
+        body.close()
+
+
+def test_members_added_at_the_end_join_the_last_page() -> None:
+    members = {f"m{i:03d}": f'"{i}"' for i in range(10)}
+    key = ("/dav/c/", ("{DAV:}getetag",))
+    assert _pages(listing.body("", Members(members, 4), render, key)) == 3  # 4, 4, 2
+    # Each write after the last member: the short last page takes it (read ahead, the
+    # page again, the probe for the end), not a page of one member per write.
+    for i, name in enumerate(("m100", "m101")):
+        members[name] = '"new"'
+        grown = Members(members, 4, token=f"t{i + 2}")
+        assert _read(listing.body("", grown, render, key)) == whole_of(members)
+        assert grown.pages_read == 3
+    again = Members(members, 4, token="t3")
+    assert _pages(listing.body("", again, render, key)) == 3  # 4, 4, 4
+    assert again.pages_read == 1
+    # A full last page: what comes after it is a page of its own, as before.
+    members.update({"m102": '"new"', "m103": '"new"'})
+    fuller = Members(members, 4, token="t4")
+    assert _read(listing.body("", fuller, render, key)) == whole_of(members)
+    assert _pages(listing.body("", Members(members, 4, token="t4"), render, key)) == 4
+
+
+def test_a_body_read_whole_says_so() -> None:
+    members = {f"m{i:03d}": f'"{i}"' for i in range(6)}
+    lst = Members(members, 4)
+    body = listing.body("<first/>", lst, render, None, "<tail/>")
+    assert isinstance(body, listing.Body)
+    chunks, whole_body = body.ready()  # two pages and the end: all read, closed
+    assert whole_body and lst.closed
+    assert b"".join(chunks) == whole(Members(members, 1000))
+    assert list(body) == []
+    body.close()
+    longer = Members({f"m{i:03d}": '"x"' for i in range(20)}, 4)
+    streamed = listing.body("", longer, render, None)
+    assert isinstance(streamed, listing.Body)
+    assert not streamed.ready()[1] and not longer.closed
+    streamed.close()
+    assert longer.closed

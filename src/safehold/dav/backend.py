@@ -109,6 +109,7 @@ class Listing(Protocol):
     token of that snapshot. Positions are opaque ("" before the first member)."""
 
     token: str  # the collection's sync token in this snapshot
+    size: int  # the most members ``page`` gives without ``through``
 
     def page(self, after: str, through: str | None = None) -> tuple[Sequence[Node], str, str]:
         """The next members after position ``after`` (none: the end), the position of

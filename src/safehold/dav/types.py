@@ -58,6 +58,12 @@ class DavRequest:
             return fh.read()
 
 
+class Pieces(list[bytes]):
+    """A body held in memory in pieces: sent with a Content-Length, never joined. The
+    join of a one-page listing (~280 KB) is an allocation above glibc's mmap threshold
+    (http/memory.py): fresh pages, ~70 page faults, 97 µs against 7.5 µs, every time."""
+
+
 @dataclass
 class DavResponse:
     status: int

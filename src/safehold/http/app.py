@@ -45,7 +45,7 @@ from safehold.dav.methods import options, report
 from safehold.sync import collection as sync_collection
 from safehold.dav.errors import DavError
 from safehold.dav.paths import check_path
-from safehold.dav.types import BodyBytes, DavRequest, DavResponse
+from safehold.dav.types import BodyBytes, DavRequest, DavResponse, Pieces
 from safehold.errors import DomainError, WriteBusy
 from safehold.http import api as api_mod
 from safehold.http.auth import Authenticator
@@ -270,10 +270,25 @@ class App:
             await send({"type": "http.response.start", "status": reply.status, "headers": headers})
             await send({"type": "http.response.body", "body": reply.body})
             return
+        if isinstance(reply.body, Pieces):
+            if not any(k == b"content-length" for k, _ in headers):
+                headers.append((b"content-length", str(sum(map(len, reply.body))).encode()))
+            await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+            for piece in reply.body:  # written together at the end of this loop step
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+            return
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         it: Iterator[bytes] = iter(reply.body)
+        # The chunks a streamed listing already holds (dav/listing.Body.ready: its head,
+        # the first pages, often the end) go out without a worker-thread hand-off each,
+        # which costs more than sending them (0.1-1.4 ms, the most on a busy machine).
+        ready: Callable[[], tuple[list[bytes], bool]] | None = getattr(it, "ready", None)
+        pieces, whole = ready() if ready is not None else ([], False)
         try:
-            while True:
+            for piece in pieces:
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+            while not whole:
                 chunk = await anyio.to_thread.run_sync(next, it, None)
                 if chunk is None:
                     break
@@ -282,9 +297,12 @@ class App:
         finally:
             # A streamed listing holds a read snapshot until closed (dav/listing.py),
             # also when the client went away or a page failed: the status line is
-            # out, so the connection is cut rather than the body completed.
+            # out, so the connection is cut rather than the body completed. One read
+            # whole is closed already (closing it again touches no database).
             close = getattr(it, "close", None)
-            if close is not None:
+            if close is not None and whole:
+                close()
+            elif close is not None:
                 await anyio.to_thread.run_sync(close)
 
     async def _route(self, scope: Scope, receive: Receive, request_id: str) -> _Reply:

@@ -469,19 +469,19 @@ class _StoreListing:
 
     def __init__(self, backend: StoreDavBackend, snapshot: listing_mod.Snapshot) -> None:
         self._snapshot = snapshot
-        self._size = backend.page_size
+        self.size = backend.page_size  # members in a page read without ``through``
         self.token = backend._token(snapshot.seq)
         self._token_prefix = self.token.rpartition(":")[0]  # the same lineage
         self._changed: dict[str, list[str] | None] = {}  # changed_since by token seq
 
     def page(self, after: str, through: str | None = None) -> tuple[Sequence[Node], str, str]:
         if through is None:
-            rows = self._snapshot.rows(after, self._size)
+            rows = self._snapshot.rows(after, self.size)
             last = rows[-1][0] if rows else after
         else:
             # A range that grew past two pages is cut: memory stays bounded by a page.
-            rows = self._snapshot.rows(after, 2 * self._size, through)
-            last = rows[-1][0] if len(rows) == 2 * self._size else through
+            rows = self._snapshot.rows(after, 2 * self.size, through)
+            last = rows[-1][0] if len(rows) == 2 * self.size else through
         if not rows:
             return [], last, listing_mod.stamp_of_rows(rows)
         # Not StoreDavBackend._node: a listing never reads bodies, so it keeps no
@@ -509,7 +509,7 @@ class _StoreListing:
         if prefix != self._token_prefix or not seq.isdigit() or int(seq) > self._snapshot.seq:
             return None
         if seq not in self._changed:  # the pages cached together share their token
-            self._changed[seq] = self._snapshot.changed_since(int(seq), 2 * self._size)
+            self._changed[seq] = self._snapshot.changed_since(int(seq), 2 * self.size)
         paths = self._changed[seq]
         if paths is None:
             return None
