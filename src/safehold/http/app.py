@@ -264,22 +264,17 @@ class App:
         headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
         headers.append((b"x-request-id", request_id.encode()))
         headers.append((b"server", f"safehold/{__version__}".encode()))
-        if isinstance(reply.body, bytes):
+        held = Pieces([reply.body]) if isinstance(reply.body, bytes) else reply.body
+        if isinstance(held, Pieces):  # in memory: sent with a Content-Length
             if not any(k == b"content-length" for k, _ in headers):
-                headers.append((b"content-length", str(len(reply.body)).encode()))
+                headers.append((b"content-length", str(sum(map(len, held))).encode()))
             await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-            await send({"type": "http.response.body", "body": reply.body})
-            return
-        if isinstance(reply.body, Pieces):
-            if not any(k == b"content-length" for k, _ in headers):
-                headers.append((b"content-length", str(sum(map(len, reply.body))).encode()))
-            await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-            for piece in reply.body:  # written together at the end of this loop step
+            for piece in held[:-1]:  # written together at the end of this loop step
                 await send({"type": "http.response.body", "body": piece, "more_body": True})
-            await send({"type": "http.response.body", "body": b""})
+            await send({"type": "http.response.body", "body": held[-1] if held else b""})
             return
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-        it: Iterator[bytes] = iter(reply.body)
+        it: Iterator[bytes] = iter(held)
         # The chunks a streamed listing already holds (dav/listing.Body.ready: its head,
         # the first pages, often the end) go out without a worker-thread hand-off each,
         # which costs more than sending them (0.1-1.4 ms, the most on a busy machine).
