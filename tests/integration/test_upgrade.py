@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import sqlalchemy as sa
 from alembic import command
 
@@ -204,6 +205,9 @@ def _populate_first_schema(url: str, tmp: Path) -> dict[str, bytes]:
     """A database at revision 0001 holding a user, folders and files with history,
     written by the store at that revision (no calendar index existed yet)."""
     engine = engine_mod.create(url)
+    # Bodies in blob_chunk, as at 0001: the blob row's inline column is revision 0009.
+    inline = pytest.MonkeyPatch()
+    inline.setattr(blobs, "INLINE_MAX", -1)
     try:
         command.upgrade(engine_mod.alembic_config(engine), "0001")
         store = Store(engine, tmp)
@@ -229,6 +233,7 @@ def _populate_first_schema(url: str, tmp: Path) -> dict[str, bytes]:
         store._write(tx)
         return written
     finally:
+        inline.undo()
         engine.dispose()
 
 

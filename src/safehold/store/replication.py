@@ -71,7 +71,10 @@ _VERSIONS_IN = _Query(sa.select(version).where((version.c.seq > sa.bindparam("k_
 _PRINCIPALS = _Query(sa.select(principal).order_by(principal.c.id), bools=("disabled",))
 _CREDENTIALS = _Query(sa.select(credential).order_by(credential.c.id))
 _REPLICA_ROW = _Query(sa.select(replica_state).where(replica_state.c.url == sa.bindparam("k_url")))
-_BLOBS_IN = fastsql.InList(lambda ps: sa.select(blob).where(blob.c.hash.in_(ps)), _Query)
+# A blob's row as segments carry it: without an inline body (revision 0009), which
+# travels as the blob's chunk 0 like any other (``chunks``), so replicas keep one form.
+_BLOB_ROW = (blob.c.hash, blob.c.size, blob.c.chunks, blob.c.codec)
+_BLOBS_IN = fastsql.InList(lambda ps: sa.select(*_BLOB_ROW).where(blob.c.hash.in_(ps)), _Query)
 _SHIPPED_IN = fastsql.InList(lambda ps: sa.select(replica_blob.c.hash).where(
     (replica_blob.c.url == sa.bindparam("k_url")) & replica_blob.c.hash.in_(ps)), _Query)
 
@@ -122,12 +125,18 @@ def blob_rows(store: Store, hashes: list[str]) -> list[dict[str, Any]]:
     return store._read(q) if hashes else []
 
 
+_FIRST_CHUNK = sa.select(blobs_mod.first_chunk(blob.c.hash)).where(
+    blob.c.hash == sa.bindparam("k_hash"))
+_CHUNK = sa.select(blob_chunk.c.data).where(
+    (blob_chunk.c.hash == sa.bindparam("k_hash")) & (blob_chunk.c.idx == sa.bindparam("k_idx")))
+
+
 def chunks(store: Store, sha256: str, count: int) -> Iterator[bytes]:
-    """The stored (zstd-compressed) chunks of a blob, one query each."""
+    """The stored (zstd-compressed) chunks of a blob, one query each; the first may be
+    inline in the blob row (revision 0009)."""
     for idx in range(count):
         yield store._read(lambda c, i=idx: c.execute(  # type: ignore[misc]
-            sa.select(blob_chunk.c.data).where(blob_chunk.c.hash == sha256, blob_chunk.c.idx == i)
-        ).scalar_one())
+            _CHUNK if i else _FIRST_CHUNK, {"k_hash": sha256, "k_idx": i}).scalar_one())
 
 
 def shipped_blobs(store: Store, url: str, hashes: list[str]) -> set[str]:

@@ -32,7 +32,7 @@ from safehold.store import blobs, fastsql, sqlite_dbapi
 from safehold.store import engine as engine_mod
 from safehold.store.checkpoint import Checkpointer
 from safehold.store.schema import (
-    blob, blob_chunk, change, credential, item_index, lock, meta, principal, resource, version,
+    blob, change, credential, item_index, lock, meta, principal, resource, version,
 )
 
 T = TypeVar("T")
@@ -98,9 +98,8 @@ _F_HEAD_PAIR = fastsql.Statement(_HEAD_PAIR)
 # subquery, not LEFT JOINs: with SQLite 3.54 the joins took 30-55 µs where this and
 # each of the two statements it replaces take 7-25 µs.
 SMALL_BODY = 256 * 1024
-_SMALL_CHUNK = (sa.select(blob_chunk.c.data).join(blob, blob.c.hash == blob_chunk.c.hash)
-                .where((blob_chunk.c.hash == resource.c.blob_hash)
-                       & (blob_chunk.c.idx == sa.literal_column("0"))
+_SMALL_CHUNK = (sa.select(blobs.first_chunk(blob.c.hash))
+                .where((blob.c.hash == resource.c.blob_hash)
                        & (blob.c.chunks == sa.literal_column("1"))
                        & (resource.c.size <= sa.literal_column(str(SMALL_BODY))))
                 .correlate(resource).scalar_subquery())
@@ -154,7 +153,7 @@ _GET_MANY = fastsql.InList(lambda ps: sa.select(resource).where(resource.c.path.
                            fastsql.Statement)
 _HEADS = fastsql.InList(lambda ps: sa.select(*_HEAD_COLUMNS).where(resource.c.path.in_(ps)),
                         fastsql.Statement)
-_INDEX_ENTRIES: dict[tuple[bool, bool, bool, bool, bool], Any] = {}  # by a query's shape
+_INDEX_ENTRIES: dict[tuple[str, bool, bool, bool, bool], Any] = {}  # by a query's shape
 # Bounds the HTTP layer checks before it answers a REPORT on its event loop: whether a
 # collection changed more than k_offset times after k_seq, whether it has more than
 # k_limit index rows. Each reads at most that many index entries, whatever the size.
@@ -166,10 +165,10 @@ _MORE_CHANGES = (
 # bound above, in one statement (each costs less than running a statement at all).
 _F_SYNC_BOUND = fastsql.Statement(sa.select(_LAST_SEQ.scalar_subquery(),
                                             _MORE_CHANGES.scalar_subquery()))
-_INDEX_ROWS: dict[tuple[bool, bool], fastsql.Statement] = {}  # by a lookup's shape
+_INDEX_ROWS: dict[tuple[str, bool], fastsql.Statement] = {}  # by a lookup's shape
 
 
-def _index_rows(component: bool, end: bool) -> fastsql.Statement:
+def _index_rows(component: str, end: bool) -> fastsql.Statement:
     """Store.index_rows_more_than's statement: an entry past the first k_offset that a
     lookup of the collection (the component, starting before k_end) reads, if there is
     one: the index range alone (covering), without a count(*) of a LIMITed subquery
@@ -182,7 +181,15 @@ def _index_rows(component: bool, end: bool) -> fastsql.Statement:
     return st
 
 
-def _lookup(select: sa.Select[Any], component: bool, start: bool, end: bool) -> Any:
+def _component_shape(component: str | None) -> str:
+    """A lookup's component, as its statement's shape: "" (any), "VCARD", or "calendar"
+    (any other, the components ix_item_index_range holds since revision 0009)."""
+    if not component:
+        return ""
+    return "VCARD" if component == "VCARD" else "calendar"
+
+
+def _lookup(select: sa.Select[Any], component: str, start: bool, end: bool) -> Any:
     """``select`` (of item_index, joined or not) narrowed to the index entries a lookup
     of this shape reads: the collection's (of k_component), ending after k_start, and
     starting before k_end or undated. "start IS NULL OR start < :end" is two branches:
@@ -193,6 +200,10 @@ def _lookup(select: sa.Select[Any], component: bool, start: bool, end: bool) -> 
     conds = [item_index.c.collection == sa.bindparam("k_collection")]
     if component:
         conds.append(item_index.c.component == sa.bindparam("k_component"))
+    if component == "calendar":
+        # The partial index's own condition (schema.CALENDAR_ONLY): SQLite uses a
+        # partial index only for a query whose WHERE holds that term.
+        conds.append(item_index.c.component != sa.literal_column("'VCARD'"))
     if start:
         conds.append(sa.or_(item_index.c.end.is_(None), item_index.c.end > sa.bindparam("k_start")))
     select = select.where(*conds)
@@ -246,7 +257,7 @@ def _cached_spans(text: str) -> Spans:
     return found
 
 
-def _index_entries(component: bool, start: bool, end: bool, spans: bool = False) -> Any:
+def _index_entries(component: str, start: bool, end: bool, spans: bool = False) -> Any:
     """Store.index_entries's statement: heads (resource's columns first, for _head) and
     their index rows, for a query with or without a component and either bound. With
     ``spans``, Store.index_spans's: path, ETag and the envelope only."""
@@ -282,7 +293,8 @@ def _index_query(collection: str, component: str | None, start: float | None,
                  ) -> tuple[fastsql.Statement, dict[str, Any]]:
     """The statement of Store.index_entries (or, with ``spans``, Store.index_spans) for
     this shape of query, built once, and its parameters."""
-    shape = (bool(component), start is not None, end is not None, limit is not None, spans)
+    shape = (_component_shape(component), start is not None, end is not None,
+             limit is not None, spans)
     stmt = _INDEX_ENTRIES.get(shape)
     if stmt is None:
         select = _index_entries(*shape[:3], spans=spans)
@@ -1017,7 +1029,7 @@ class Store:
         """Whether collection ``collection`` has more than ``count`` index rows (of
         ``component``, starting before ``end`` or unbounded: those ``index_spans`` with
         these arguments reads)."""
-        st = _index_rows(bool(component), end is not None)
+        st = _index_rows(_component_shape(component), end is not None)
         params = {k: v for k, v in (("k_collection", collection), ("k_component", component),
                                     ("k_end", end), ("k_limit", 1), ("k_offset", count))
                   if v is not None and v != ""}

@@ -110,6 +110,9 @@ blob = sa.Table(
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("chunks", sa.Integer, nullable=False),
     sa.Column("codec", sa.String(16), nullable=False),
+    # Revision 0009: the compressed body itself when it is small (blobs.INLINE_MAX); then
+    # blob_chunk holds no row for it. NULL: its chunks are in blob_chunk.
+    sa.Column("data", sa.LargeBinary, nullable=True),
     sqlite_with_rowid=False,  # revision 0008
 )
 
@@ -120,6 +123,8 @@ blob_chunk = sa.Table(
     sa.Column("idx", sa.Integer, primary_key=True),
     sa.Column("data", sa.LargeBinary, nullable=False),
 )
+
+CALENDAR_ONLY = "component <> 'VCARD'"  # ix_item_index_range's condition
 
 # Index of calendar objects and vCards (revision 0002): a cache of what parsing
 # the head's bytes gives, written in the same transaction as the head, so that
@@ -138,7 +143,10 @@ item_index = sa.Table(
     # (core.formats.ical_spans); NULL: not expanded, a query parses the object.
     sa.Column("instances", sa.Text, nullable=True),
     sa.Index("ix_item_index_uid", "collection", "uid"),
-    sa.Index("ix_item_index_range", "collection", "component", "start"),
+    # Revision 0009: calendar components only; a vCard's start is always NULL and no
+    # time-range lookup asks for one, so a contact's PUT writes no entry here.
+    sa.Index("ix_item_index_range", "collection", "component", "start",
+             sqlite_where=sa.text(CALENDAR_ONLY), postgresql_where=sa.text(CALENDAR_ONLY)),
     sqlite_with_rowid=False,  # revision 0008
 )
 
