@@ -73,10 +73,18 @@ class StoreDavBackend:
             return True
         if not href.startswith(PREFIX):
             return False
-        parts = [p for p in store_path(href).split("/") if p]
-        if len(parts) <= 1:
-            return not parts or parts[0] in NAMESPACES
-        return parts[0] in NAMESPACES and parts[1] == self.principal.name
+        if "//" in href:  # empty segments do not count
+            parts = [p for p in store_path(href).split("/") if p]
+            first, second = (parts + ["", ""])[:2]
+        else:
+            # Only the first two segments decide, and without "//" only the last one
+            # can be empty: two partitions instead of a split of the whole path (a PUT
+            # asks this six times).
+            first, _, rest = href[len(PREFIX):].partition("/")
+            second = rest.partition("/")[0]
+        if not second:
+            return not first or first in NAMESPACES
+        return first in NAMESPACES and second == self.principal.name
 
     def _is_home(self, href: str) -> bool:
         return len([p for p in store_path(href).split("/") if p]) <= 2

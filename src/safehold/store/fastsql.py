@@ -18,6 +18,7 @@ and booleans (both drivers take a Python bool).
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -33,6 +34,7 @@ class Statement:
     def __init__(self, stmt: Any) -> None:
         self.stmt = stmt
         self._compiled: dict[tuple[str, tuple[str, ...]], tuple[str, tuple[str, ...] | None]] = {}
+        self._bound: dict[tuple[str, tuple[str, ...]], tuple[str, _Args | None]] = {}
 
     def sql(self, dialect: sa.engine.Dialect, keys: tuple[str, ...]) -> tuple[str, tuple[str, ...] | None]:
         """(SQL text, parameter names in order for a positional paramstyle, else None).
@@ -44,6 +46,29 @@ class Statement:
             order = tuple(compiled.positiontup or ()) if compiled.positional else None
             found = self._compiled[(dialect.name, keys)] = (compiled.string, order)
         return found
+
+    def bound(self, dialect: sa.engine.Dialect, params: Mapping[str, Any]
+              ) -> tuple[str, Sequence[Any] | Mapping[str, Any]]:
+        """The SQL text and the arguments of ``params`` as the driver takes them: in
+        order for a positional paramstyle, taken by one C call (operator.itemgetter),
+        not a comprehension, which cost half a µs per statement of a PUT."""
+        keys = tuple(params)
+        found = self._bound.get((dialect.name, keys))
+        if found is None:
+            sql, order = self.sql(dialect, keys)
+            found = self._bound[(dialect.name, keys)] = (sql, None if order is None else _args(order))
+        sql, args = found
+        return sql, params if args is None else args(params)
+
+
+_Args = Callable[[Mapping[str, Any]], Sequence[Any]]
+
+
+def _args(order: tuple[str, ...]) -> _Args:
+    """A function of a parameter dict to its values in ``order``, as a tuple."""
+    if len(order) >= 2:
+        return operator.itemgetter(*order)
+    return lambda params: tuple(params[k] for k in order)  # itemgetter of one is no tuple
 
 
 def _run(conn: Connection, st: Statement, params: Mapping[str, Any]) -> Any:
@@ -66,8 +91,8 @@ def _direct(conn: Connection, st: Statement, params: Mapping[str, Any]
     dbapi = conn.connection.dbapi_connection
     if not isinstance(dbapi, sqlite_dbapi.Connection):
         return None
-    sql, order = st.sql(conn.dialect, tuple(params))
-    return dbapi, sql, params if order is None else [params[k] for k in order]
+    sql, args = st.bound(conn.dialect, params)
+    return dbapi, sql, args
 
 
 def _failed(st: Statement, params: Mapping[str, Any], exc: Exception, conn: Connection) -> Exception:

@@ -13,6 +13,7 @@ from contextvars import ContextVar
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
@@ -309,7 +310,8 @@ def _index_query(collection: str, component: str | None, start: float | None,
     return stmt, params
 
 
-_LOCKS_UNDER: dict[int, fastsql.Statement] = {}  # Store.locks_under's statement by number of roots
+# Store.locks_under's statement by number of roots, with its parameters' names per root
+_LOCKS_UNDER: dict[int, tuple[fastsql.Statement, list[tuple[str, str, str]]]] = {}
 
 
 def _head(row: Sequence[Any]) -> Resource:
@@ -397,6 +399,88 @@ class _WriteBlock:
 _WRITING: ContextVar[_WriteBlock | None] = ContextVar("safehold_writing", default=None)
 
 
+class _SqliteTransaction:
+    """``Store._write_transaction`` on SQLite: BEGIN IMMEDIATE and COMMIT (or ROLLBACK)
+    on the writer connection's driver, without SQLAlchemy's transaction machinery. A
+    plain context manager, not a generator one: every PUT enters one, and two nested
+    generator ones (with ``writing_now``, three) cost ~5 µs, as much as a statement.
+    Errors of the BEGIN and the COMMIT come as SQLAlchemy's (``_translate``); a failed
+    fsync stops the process before anything else touches the database."""
+
+    __slots__ = ("store", "no_wait", "conn", "lite")
+
+    def __init__(self, store: Store, no_wait: bool) -> None:
+        self.store = store
+        self.no_wait = no_wait
+
+    def __enter__(self) -> Connection:
+        self.conn, self.lite = self.store._begin_sqlite(self.no_wait)
+        return self.conn
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        store = self.store
+        if exc_type is not None:
+            store._end_sqlite(self.conn, self.lite, commit=False)
+            return  # the block's exception goes on
+        store._end_sqlite(self.conn, self.lite, commit=True)
+        checkpointer = store._checkpointer
+        if not self.no_wait and checkpointer is not None and checkpointer.due:
+            checkpointer.run(self.lite)  # still under the write lock, as SQLite's own would
+
+
+class _WritingNow:
+    """``Store.writing_now``'s block: a plain context manager, not a generator one,
+    for the same reason as ``_SqliteTransaction`` (every small PUT enters one)."""
+
+    __slots__ = ("store", "tx", "block", "writing", "pinned")
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def __enter__(self) -> None:
+        store = self.store
+        if store._pending or not store.write_lock.acquire(blocking=False):
+            raise WriteBusy("the write lock is taken")
+        try:
+            self.tx = store._write_transaction(no_wait=True)
+            conn = self.tx.__enter__()
+        except sa.exc.SQLAlchemyError as exc:  # the BEGIN
+            store.write_lock.release()
+            translated = _translate(exc)
+            if translated is exc:
+                raise
+            raise translated from exc
+        except BaseException:
+            store.write_lock.release()
+            raise
+        block = self.block = _WriteBlock(store, conn)
+        self.writing, self.pinned = _WRITING.set(block), _PINNED.set((store, conn))
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        _PINNED.reset(self.pinned)
+        _WRITING.reset(self.writing)
+        try:
+            if exc is None and self.block.failed:
+                failed = StoreError("internal error: the request went on after a failed "
+                                    "write; nothing of it was stored")
+                self.tx.__exit__(StoreError, failed, None)  # rolls back
+                raise failed
+            self.tx.__exit__(exc_type, exc, tb)  # commits, or rolls back
+        except sa.exc.SQLAlchemyError as err:  # the commit (a failed fsync stops the process)
+            translated = _translate(err)
+            if translated is err:
+                raise
+            raise translated from err
+        finally:
+            self.store.write_lock.release()
+        if isinstance(exc, sa.exc.SQLAlchemyError):  # the block's, rolled back
+            translated = _translate(exc)
+            if translated is not exc:
+                raise translated from exc
+
+
 class Store:
     """One store per database. Thread-safe; writes are serialized by ``write_lock``
     (SQLite has one writer anyway; the lock keeps waiting in Python, not in
@@ -428,17 +512,18 @@ class Store:
         finally:
             self._no_wait.on = False
 
-    @contextlib.contextmanager
-    def _write_transaction(self, no_wait: bool) -> Iterator[Connection]:
+    def _write_transaction(self, no_wait: bool) -> contextlib.AbstractContextManager[Connection]:
         """A write transaction (the caller holds ``write_lock``), committed when the
         block ends, rolled back if it raises. SQLite: BEGIN IMMEDIATE (with ``no_wait``,
         WriteBusy at once if another connection holds the database's lock). PostgreSQL:
         the transaction-scoped advisory lock (with ``no_wait``, WriteBusy if another
         process holds it)."""
         if engine_mod.is_sqlite(self.engine):
-            with self._sqlite_transaction(no_wait) as conn:
-                yield conn
-            return
+            return _SqliteTransaction(self, no_wait)
+        return self._pg_transaction(no_wait)
+
+    @contextlib.contextmanager
+    def _pg_transaction(self, no_wait: bool) -> Iterator[Connection]:
         with self.engine.connect() as conn:
             with conn.begin():
                 if not no_wait:
@@ -460,12 +545,9 @@ class Store:
             weakref.finalize(self, conn.close)
         return conn
 
-    @contextlib.contextmanager
-    def _sqlite_transaction(self, no_wait: bool) -> Iterator[Connection]:
-        """``_write_transaction`` on SQLite: BEGIN IMMEDIATE and COMMIT (or ROLLBACK) on
-        the writer connection's driver, without SQLAlchemy's transaction machinery.
-        Errors of the BEGIN and the COMMIT come as SQLAlchemy's (``_translate``); a
-        failed fsync stops the process before anything else touches the database."""
+    def _begin_sqlite(self, no_wait: bool) -> tuple[Connection, sqlite_dbapi.Connection]:
+        """BEGIN IMMEDIATE on the writer connection's driver (``_SqliteTransaction``).
+        Its errors come as SQLAlchemy's (``_translate``)."""
         checkpointer = self._checkpointer
         if no_wait and checkpointer is not None and checkpointer.due:
             # The event loop never checkpoints (store/checkpoint.py): this write goes
@@ -484,14 +566,7 @@ class Store:
             self._writer = None
             conn.invalidate()
             raise sa.exc.DBAPIError.instance("BEGIN IMMEDIATE", (), exc, sqlite_dbapi.Error) from exc
-        try:
-            yield conn
-        except BaseException:
-            self._end_sqlite(conn, lite, commit=False)
-            raise
-        self._end_sqlite(conn, lite, commit=True)
-        if not no_wait and checkpointer is not None and checkpointer.due:
-            checkpointer.run(lite)  # still under the write lock, as SQLite's own would
+        return conn, lite
 
     def _end_sqlite(self, conn: Connection, lite: sqlite_dbapi.Connection, *, commit: bool) -> None:
         """COMMIT or ROLLBACK the writer's transaction; a statement run through
@@ -511,8 +586,7 @@ class Store:
             raise sa.exc.DBAPIError.instance("COMMIT" if commit else "ROLLBACK", (), exc,
                                              sqlite_dbapi.Error) from exc
 
-    @contextlib.contextmanager
-    def writing_now(self) -> Iterator[None]:
+    def writing_now(self) -> contextlib.AbstractContextManager[None]:
         """One write transaction for the whole block, taken only if the write lock is
         free and no writer is queued for it (else WriteBusy, and nothing was read or
         written): every read of this store in the block (on this thread or task) and
@@ -522,27 +596,7 @@ class Store:
         transaction instead of a read one and a write one, and its checks see exactly
         the state its write replaces. A write that fails inside the block fails the
         block: it is rolled back even if the caller went on."""
-        if self._pending or not self.write_lock.acquire(blocking=False):
-            raise WriteBusy("the write lock is taken")
-        try:
-            with self._write_transaction(no_wait=True) as conn:
-                block = _WriteBlock(self, conn)
-                writing, pinned = _WRITING.set(block), _PINNED.set((self, conn))
-                try:
-                    yield
-                finally:
-                    _PINNED.reset(pinned)
-                    _WRITING.reset(writing)
-                if block.failed:
-                    raise StoreError("internal error: the request went on after a "
-                                     "failed write; nothing of it was stored")
-        except sa.exc.SQLAlchemyError as exc:  # the commit (a failed fsync stops the process)
-            translated = _translate(exc)
-            if translated is exc:
-                raise
-            raise translated from exc
-        finally:
-            self.write_lock.release()
+        return _WritingNow(self)
 
     def _write(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn`` in a write transaction. SQLite: BEGIN IMMEDIATE. PostgreSQL: a
@@ -1116,19 +1170,22 @@ class Store:
 
     def _locks_under(self, c: Connection, roots: list[str]) -> list[Lock]:
         now = self.clock()
-        stmt = _LOCKS_UNDER.get(len(roots))
-        if stmt is None:
+        found = _LOCKS_UNDER.get(len(roots))
+        if found is None:
             # Every request that may write asks this (RFC 4918 §7): run on the driver's
             # cursor (store/fastsql.py), in Lock's field order.
-            stmt = _LOCKS_UNDER[len(roots)] = fastsql.Statement(sa.select(
+            names = [(f"k_root{i}", f"k_low{i}", f"k_high{i}") for i in range(len(roots))]
+            found = _LOCKS_UNDER[len(roots)] = (fastsql.Statement(sa.select(
                 lock.c.token, lock.c.path, lock.c.depth, lock.c.scope, lock.c.owner_xml,
                 lock.c.principal_id, lock.c.timeout, lock.c.expires_at).where(sa.or_(*[
-                    (lock.c.path == sa.bindparam(f"k_root{i}"))
-                    | ((lock.c.path >= sa.bindparam(f"k_low{i}")) & (lock.c.path < sa.bindparam(f"k_high{i}")))
-                    for i in range(len(roots))])).where(lock.c.expires_at > sa.bindparam("k_now")))
+                    (lock.c.path == sa.bindparam(k_root))
+                    | ((lock.c.path >= sa.bindparam(k_low)) & (lock.c.path < sa.bindparam(k_high)))
+                    for k_root, k_low, k_high in names])).where(lock.c.expires_at > sa.bindparam("k_now"))),
+                names)
+        stmt, names = found
         params: dict[str, Any] = {"k_now": now}
-        for i, root in enumerate(roots):
-            params.update({f"k_root{i}": root, f"k_low{i}": root + "/", f"k_high{i}": root + "0"})
+        for (k_root, k_low, k_high), root in zip(names, roots, strict=True):
+            params[k_root], params[k_low], params[k_high] = root, root + "/", root + "0"
         return [Lock(*r) for r in fastsql.rows(c, stmt, params)]
 
     def locks_under(self, roots: list[str]) -> list[Lock]:
