@@ -21,6 +21,7 @@ from safehold.backup.crypto import Key, read_kit
 from safehold.backup.replica_client import ObjectInfo, ReplicaClient, ReplicaError, open_replica
 from safehold.backup.shipper import Shipper
 from safehold.store import engine as engine_mod
+from safehold.store import replication as rep
 from safehold.store.repo import Store
 from tests.support.server import Server, add_user, cli, run
 
@@ -332,3 +333,44 @@ def test_server_retention_runs_in_a_child_process(setup: tuple[Server, str, Path
         assert c.put(f"{BOOK}/after.vcf", content=card(99)).status_code == 201
     assert _status(srv)["replicas"][0]["retention"]["ok"]  # type: ignore[index]
     assert cli(srv.data_dir, "drill", check=False).returncode == 0
+
+
+def test_a_snapshot_child_writes_nothing_the_server_records_what_it_carries(
+        setup: tuple[Server, str, Path], tmp_path: Path) -> None:
+    """The server's snapshot child (child_process.snapshot) only reads and uploads: a
+    write from another process holds SQLite's write lock, and the server's PUTs waited
+    for it by polling while the niced child, preempted, held it. The shipper records
+    the inline set when it names the snapshot."""
+    srv, _url, kit = setup
+    with srv.client() as c:
+        for i in range(5):
+            assert c.put(f"{BOOK}/{i}.vcf", content=card(i)).status_code == 201
+    settings = config.load(overrides={"data_dir": str(srv.data_dir)})
+    store = Store(engine_mod.create(settings.db_url()), settings.tmp_dir)
+    try:
+        key, _ = read_kit(kit)
+        url = f"file://{tmp_path / 'second'}"  # not the server's: this shipper alone
+        replica = open_replica(url)
+        shipper = Shipper(store, key, [replica], store.lineage(), snapshot_every=1)
+        shipper.ship_all(snapshot=True)  # P0, built here, records its set
+        old = shipper._newest_snapshot(shipper._manifest(replica))
+        shipper.snapshot_every = 10**9  # no more snapshots built here
+        with srv.client() as c:
+            assert c.put(f"{BOOK}/new.vcf", content=card(9)).status_code == 201
+        shipper.ship_all()
+        seq = store.last_seq()
+        hashes = sorted({str(v["blob_hash"]) for v in rep.snapshot(store, seq)["version"]
+                         if v["blob_hash"]})
+        assert rep.inline_known(store, url, old, hashes)
+        built = child_process.snapshot(settings, key.fingerprint, url, seq)
+        assert built.inline is not None and len(built.inline) == 64 * len(hashes)
+        assert replica.exists(str(built.entry["name"]))
+        assert not rep.inline_known(store, url, seq, hashes)  # the child wrote none
+        assert rep.inline_known(store, url, old, hashes)  # nor forgot any
+        man = shipper._manifest(replica)
+        shipper.note_built(replica, man, built)
+        shipper.record_snapshot(replica, man, built.entry)
+        assert rep.inline_known(store, url, seq, hashes) == set(hashes)
+        assert shipper._newest_snapshot(shipper._manifest(replica)) == seq
+    finally:
+        store.engine.dispose()

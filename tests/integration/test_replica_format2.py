@@ -26,7 +26,7 @@ from safehold.backup import segment
 from safehold.backup.crypto import CorruptObject, Key, read_kit
 from safehold.backup.replica_client import ReplicaClient, open_replica
 from safehold.backup.restore import restore
-from safehold.backup.shipper import Shipper
+from safehold.backup.shipper import BuiltSnapshot, Shipper
 from safehold.store import blobs
 from safehold.store import engine as engine_mod
 from safehold.store import replication as rep
@@ -311,12 +311,12 @@ def test_segments_ship_while_a_snapshot_is_built(database: str, tmp_path: Path,
 
         gate, started = threading.Event(), threading.Event()
 
-        def build(at_url: str, seq: int) -> dict[str, object]:
+        def build(at_url: str, seq: int) -> BuiltSnapshot:
             started.set()
             assert gate.wait(60)
             found = manifest_mod.read(replica, key)
             assert found is not None and at_url == url
-            return shipper.build_snapshot(replica, found, seq)
+            return shipper.make_snapshot(replica, found, seq)
 
         shipper.snapshot_in = build
         shipper.ship_all()  # ships the rewrite of a.vcf, then starts P1 in the background

@@ -46,12 +46,24 @@ class _Build:
     """A snapshot being built and uploaded by a child process while segments ship."""
     seq: int
     thread: threading.Thread
-    entry: dict[str, Any] | None = None
+    built: BuiltSnapshot | None = None
     error: BaseException | None = None
     seconds: float = 0.0  # how long the child took
 
 
 SNAPSHOT_RETRY_SECONDS = 60.0  # after a failed background snapshot
+MARK_INLINE_BATCH = 1000  # hashes of a snapshot's inline set unpacked and recorded at a time
+_HASH_CHARS = 64  # a blob's hash: sha256, hex
+
+
+@dataclass
+class BuiltSnapshot:
+    """A snapshot object ``make_snapshot`` uploaded, and what ``note_built`` records of
+    it: what a child process hands back to the server."""
+    entry: dict[str, Any]  # its manifest entry
+    inline: bytes | None  # the hashes of the bodies it carries, concatenated; None: the
+    # manifest named it already and the object was there (nothing to record)
+    uploaded: list[str]  # blobs uploaded for it, not yet recorded as shipped
 
 
 class Shipper:
@@ -71,9 +83,9 @@ class Shipper:
         self._accounts: dict[str, tuple[int, str | None]] = {}
         # The server sets this: build scheduled snapshots in a child process
         # (backup/child_process.py), so that the serving process never holds a whole log.
-        # It returns the manifest entry of the uploaded snapshot (build_snapshot); the
-        # shipper keeps shipping meanwhile and names it in the manifest when it is done.
-        self.snapshot_in: Callable[[str, int], dict[str, Any]] | None = None
+        # It returns the uploaded snapshot (make_snapshot); the shipper keeps shipping
+        # meanwhile, and records and names it when it is done.
+        self.snapshot_in: Callable[[str, int], BuiltSnapshot] | None = None
         self._building: dict[str, _Build] = {}  # replica url -> the snapshot in flight
         self._snapshot_failed_at: dict[str, float] = {}
 
@@ -229,6 +241,12 @@ class Shipper:
             moved = True
 
     def _ship_blobs(self, replica: ReplicaClient, hashes: list[str]) -> int:
+        return len(self._upload_blobs(replica, hashes, mark=True))
+
+    def _upload_blobs(self, replica: ReplicaClient, hashes: list[str], mark: bool = False
+                      ) -> list[str]:
+        """Upload the blobs of ``hashes`` not yet recorded as shipped; return their
+        hashes. ``mark``: record them as shipped too (else the caller does)."""
         done = rep.shipped_blobs(self.store, replica.url, hashes)  # once, not per hash
         todo = [h for h in hashes if h not in done]
         uploaded: list[str] = []
@@ -241,11 +259,16 @@ class Shipper:
             # behind every client's (one write lock for all processes on PostgreSQL), so
             # one per blob let the shipper fall ever further behind under load. A crash
             # before a mark only uploads those blobs again.
-            if len(uploaded) >= MARK_EVERY:
+            if mark and len(uploaded) >= MARK_EVERY:
                 rep.mark_blobs(self.store, replica.url, uploaded)
                 uploaded = []
-        rep.mark_blobs(self.store, replica.url, uploaded)
-        return len(todo)
+        if mark:
+            rep.mark_blobs(self.store, replica.url, uploaded)
+        return todo
+
+    def _mark_uploaded(self, replica: ReplicaClient, hashes: list[str]) -> None:
+        for i in range(0, len(hashes), MARK_EVERY):
+            rep.mark_blobs(self.store, replica.url, hashes[i:i + MARK_EVERY])
 
     def _maybe_snapshot(self, replica: ReplicaClient, man: manifest_mod.Manifest, shipped: int,
                         force: bool = False) -> None:
@@ -266,7 +289,7 @@ class Shipper:
         def run() -> None:
             began = time.monotonic()
             try:
-                job.entry = build_in(url, shipped)
+                job.built = build_in(url, shipped)
             except BaseException as exc:  # noqa: BLE001 - reported by _finish_snapshot
                 job.error = exc
             job.seconds = time.monotonic() - began
@@ -280,35 +303,47 @@ class Shipper:
         job.thread.start()
 
     def _finish_snapshot(self, replica: ReplicaClient, man: manifest_mod.Manifest) -> None:
-        """Name the snapshot a child uploaded in the manifest (holding the shipping turn,
-        like every manifest write of this server)."""
+        """Record what the snapshot a child uploaded carries and name it in the manifest
+        (holding the shipping turn, like every manifest write of this server)."""
         job = self._building.get(replica.url)
         if job is None or job.thread.is_alive():
             return
         del self._building[replica.url]
-        if job.error is not None or job.entry is None:
+        if job.error is not None or job.built is None:
             self._snapshot_failed_at[replica.url] = time.monotonic()
             log.error("snapshot of %s at seq %d failed (retried in %d s): %s", replica.url,
                       job.seq, SNAPSHOT_RETRY_SECONDS, job.error)
             return
-        self.record_snapshot(replica, man, job.entry)
+        self.note_built(replica, man, job.built)
+        self.record_snapshot(replica, man, job.built.entry)
         log.info("snapshot of %s at seq %d: uploaded (%d bytes) in %.1f s", replica.url, job.seq,
-                 int(job.entry.get("size") or 0), job.seconds)
+                 int(job.built.entry.get("size") or 0), job.seconds)
 
     def build_snapshot(self, replica: ReplicaClient, man: manifest_mod.Manifest, seq: int
                        ) -> dict[str, Any]:
         """Write the snapshot object at ``seq`` (a full copy of the log up to it, so that a
-        restore replays little) and return its manifest entry; ``record_snapshot`` names
-        it. Needs no shipping turn: it writes only objects nothing names yet, and the
-        inline set keyed by ``seq``, which the shipper consults only once the manifest
-        names this snapshot as the newest."""
+        restore replays little), record what it carries (``note_built``) and return its
+        manifest entry; ``record_snapshot`` names it. Needs no shipping turn: it writes
+        only objects nothing names yet, and the inline set keyed by ``seq``, which the
+        shipper consults only once the manifest names this snapshot as the newest."""
+        built = self.make_snapshot(replica, man, seq)
+        self.note_built(replica, man, built)
+        return built.entry
+
+    def make_snapshot(self, replica: ReplicaClient, man: manifest_mod.Manifest, seq: int
+                      ) -> BuiltSnapshot:
+        """``build_snapshot`` without writing to the database: only reads and uploads.
+        A child process builds the server's snapshots with this, and the server records
+        what it carries (``note_built``): a write from another process holds SQLite's
+        write lock, which the server's writers wait for by polling (SQLite's busy
+        handler sleeps up to 100 ms a try), while the niced child, preempted with the
+        lock held, takes its time. At 10,000 events a PUT waited 189-254 ms for a
+        snapshot child's ~17 bookkeeping commits (and the checkpoints after them); the
+        server's own writes queue with the requests' instead (Store._write)."""
         name = segment.snapshot_name(seq)
         entry = next((s for s in man.snapshots if s.get("name") == name), None)
         if entry is not None and replica.exists(name):
-            return entry
-        # Sets of older snapshots are never consulted again (forgetting only makes the
-        # shipper carry a body twice); the newest named one still is.
-        rep.forget_inline(self.store, replica.url, keep=self._newest_snapshot(man))
+            return BuiltSnapshot(entry, None, [])
         tables = rep.snapshot(self.store, seq)
         gone = {r["version_id"] for r in tables["pruned"]}
         hashes = sorted({v["blob_hash"] for v in tables["version"]
@@ -322,13 +357,34 @@ class Shipper:
         data_of = rep.small_bodies(self.store, small)
         inline = [(h, data_of[h]) for h in small if h in data_of]
         object_rows = [r for r in rows if r["hash"] not in data_of]
-        self._ship_blobs(replica, [r["hash"] for r in object_rows])
+        uploaded = self._upload_blobs(replica, [r["hash"] for r in object_rows])
         body = {"format": segment.FORMAT, "lineage": self.lineage, "seq": seq,
                 "tables": tables, "blobs": object_rows}
         data = segment.encode(self.key, name, body, inline)
         replica.put_once(name, data)
-        rep.mark_inline_set(self.store, replica.url, seq, [h for h, _ in inline])
-        return {"name": name, "seq": seq, "size": len(data), "at": self.clock()}
+        # One bytes object, not a list of str: the server unpacks it a batch at a time,
+        # so that its resident size never holds a string per body (100,000 at that scale).
+        carried = "".join(h for h, _ in inline).encode("ascii")
+        return BuiltSnapshot({"name": name, "seq": seq, "size": len(data), "at": self.clock()},
+                             carried, uploaded)
+
+    def note_built(self, replica: ReplicaClient, man: manifest_mod.Manifest,
+                   built: BuiltSnapshot) -> None:
+        """Record in the database what ``make_snapshot`` uploaded: its blobs as shipped,
+        and the set of bodies it carries inline (keyed by its seq). Before
+        ``record_snapshot`` names it: the shipper reads only the set of the newest
+        snapshot the manifest names."""
+        if built.inline is None:
+            return  # named and present already: recorded when it was built
+        self._mark_uploaded(replica, built.uploaded)
+        # Sets of older snapshots are never consulted again (forgetting only makes the
+        # shipper carry a body twice); the newest named one still is.
+        rep.forget_inline(self.store, replica.url, keep=self._newest_snapshot(man))
+        seq, step = int(built.entry["seq"]), _HASH_CHARS * MARK_INLINE_BATCH
+        for i in range(0, len(built.inline), step):
+            part = built.inline[i:i + step].decode("ascii")
+            rep.mark_inline_set(self.store, replica.url, seq,
+                                [part[j:j + _HASH_CHARS] for j in range(0, len(part), _HASH_CHARS)])
 
     def record_snapshot(self, replica: ReplicaClient, man: manifest_mod.Manifest,
                         entry: dict[str, Any], pin_until: float | None = None) -> None:
