@@ -439,3 +439,29 @@ def test_a_repeated_dtstart_in_a_lone_event_is_indexed_by_the_first() -> None:
     info = inspect_calendar(event("DTSTART:20240101T100000Z", "DTSTART:20240102T100000Z",
                                   "DTEND:20240101T110000Z"))
     assert (info.start, info.end) == expect("20240101T100000Z", "20240101T110000Z")
+
+
+def test_tzid_with_an_unquoted_comma_is_an_unknown_zone_not_a_crash() -> None:
+    """icalendar splits "TZID=Europe/B,erlin" into a list (a list parameter needs
+    quoting, RFC 5545 §3.2); the zone lookup then failed with TypeError (a 500 on PUT).
+    The value is read back as written: an unknown zone, so the times are floating."""
+    data = event("DTSTART;TZID=Europe/B,erlin:20240920T190000", "DTEND;TZID=Europe/B,erlin:20240920T210000")
+    info = inspect_calendar(data)
+    assert info.start is not None and info.end is not None and info.start < info.end
+    assert ical.matches(data, CompFilter("VCALENDAR", comp_filters=(CompFilter("VEVENT"),)))
+
+
+def test_a_vtimezone_whose_rule_dateutil_cannot_evaluate_is_an_unknown_zone() -> None:
+    """dateutil reads a VTIMEZONE's RRULE only at the first conversion; BYMONTH=0 then
+    raised ValueError in the middle of indexing (a 500 on PUT). Such a definition is
+    unusable: the TZID is resolved as if there were none (here: by its Windows name)."""
+    zone = ["BEGIN:VTIMEZONE", "TZID:W. Europe Standard Time",
+            "BEGIN:STANDARD", "DTSTART:16011028T030000", "RRULE:FREQ=YEARLY;BYDAY=-1SU;BYMONTH=10",
+            "TZOFFSETFROM:+0200", "TZOFFSETTO:+0100", "END:STANDARD",
+            "BEGIN:DAYLIGHT", "DTSTART:16010325T020000", "RRULE:FREQ=YEARLY;BYDAY=-2SU;BYMONTH=0",
+            "TZOFFSETFROM:+0100", "TZOFFSETTO:+0200", "END:DAYLIGHT", "END:VTIMEZONE"]
+    data = calendar(*zone, *component("VEVENT", 'DTSTART;TZID="W. Europe Standard Time":20240618T100000',
+                                      'DTEND;TZID="W. Europe Standard Time":20240618T110000'))
+    info = inspect_calendar(data)
+    # Europe/Berlin in summer (+02:00), with the index's second to spare.
+    assert (info.start, info.end) == expect("20240618T080000Z", "20240618T090000Z")

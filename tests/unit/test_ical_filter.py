@@ -252,6 +252,18 @@ def test_alarms_of_recurring_instances(start: str, end: str, hit: bool) -> None:
     assert matches(RECURRING_WITH_ALARMS, alarm_query(start, end)) is hit
 
 
+@pytest.mark.parametrize("start,end,hit", [
+    ("20240119T094500Z", None, True),     # from the last instance's alarm on
+    ("20240120T000000Z", None, False),    # after every alarm
+    (None, "20240110T094600Z", True),     # up to the first alarm
+    (None, "20240110T094500Z", False),    # before every alarm
+])
+def test_alarms_of_recurring_instances_with_an_open_ended_range(start: str | None, end: str | None,
+                                                                hit: bool) -> None:
+    """An open end is year 1 or 9999; widening it by the alarms' reach overflowed (a 500)."""
+    assert matches(RECURRING_WITH_ALARMS, alarm_query(start, end)) is hit
+
+
 def test_alarm_and_component_ranges_must_hold_for_the_same_instance() -> None:
     parent = window("20240112T000000Z", "20240113T000000Z")
     assert matches(RECURRING_WITH_ALARMS, alarm_query("20240112T094500Z", "20240112T094600Z",

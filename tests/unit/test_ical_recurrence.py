@@ -5,7 +5,9 @@ is the RFC 4791 §9.9 condition, so the two must agree on every window."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import signal
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -16,7 +18,14 @@ import recurring_ical_events
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from safehold.core.formats.ical import CompFilter, TimeRange, expand, inspect_calendar, matches
+from safehold.core.formats.ical import (
+    CompFilter,
+    InvalidCalendarData,
+    TimeRange,
+    expand,
+    inspect_calendar,
+    matches,
+)
 from safehold.core.formats.ical_spans import overlap
 from tests.unit.test_ical import CORPUS, at, calendar, component
 
@@ -224,3 +233,40 @@ def test_random_windows_agree_between_spans_and_parser(name: str, position: floa
     tr = TimeRange(None if open_end == "start" else start, None if open_end == "end" else end)
     flt = CompFilter("VCALENDAR", comp_filters=(CompFilter("VEVENT", time_range=tr),))
     assert overlap(spans, low, high) is matches(SERIES[name], flt)
+
+
+@contextlib.contextmanager
+def _within(seconds: int) -> Iterator[None]:
+    """Fail, rather than hang, if the block runs longer than ``seconds``."""
+    def expire(signum: int, frame: Any) -> None:
+        raise TimeoutError(f"still running after {seconds}s")
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize("kind", ["VEVENT", "VTODO", "VJOURNAL"])
+def test_a_rule_with_interval_zero_is_refused_not_walked_forever(kind: str) -> None:
+    """dateutil walks INTERVAL=0 forever (the server's event loop blocked, GBs of memory):
+    a PUT refuses it, and an object stored before that (or imported) is refused by a
+    query or an expand, which then send it as stored, instead of hanging."""
+    data = calendar(*component(kind, "DTSTART:20240101T100000Z", "RRULE:FREQ=HOURLY;INTERVAL=0"))
+    flt = CompFilter("VCALENDAR", comp_filters=(CompFilter(kind, time_range=TimeRange(
+        at("19000101T000000Z"), at("21000101T000000Z"))),))
+    with _within(20):
+        for attempt in (lambda: inspect_calendar(data), lambda: matches(data, flt),
+                        lambda: expand(data, at("20240101T000000Z"), at("20250101T000000Z"))):
+            with pytest.raises(InvalidCalendarData, match="INTERVAL"):
+                attempt()
+
+
+def test_expand_over_all_of_time_is_clamped_to_the_horizon() -> None:
+    """An expand from year 1 to 9999 overflowed datetime while widening the window."""
+    data = calendar(*component("VEVENT", "DTSTART:20240101T100000Z", "DTEND:20240101T110000Z",
+                               "RRULE:FREQ=DAILY;COUNT=3"))
+    out = expand(data, datetime(1, 1, 1, tzinfo=UTC), datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC))
+    assert out.count(b"RECURRENCE-ID:2024010") == 3, out

@@ -148,6 +148,13 @@ def test_quoted_printable_with_unknown_charset_falls_back_to_utf8() -> None:
     assert inspect_card(data).fn == "René"
 
 
+@pytest.mark.parametrize("charset", ["U\x00TF-8", "rot13", "idna"])
+def test_quoted_printable_with_a_charset_python_cannot_decode_with_falls_back_to_utf8(charset: str) -> None:
+    """A NUL in the name made bytes.decode raise ValueError, not LookupError (a 500)."""
+    data = _card("VERSION:3.0", f"FN;CHARSET={charset};ENCODING=QUOTED-PRINTABLE:Ren=C3=A9", "UID:qp")
+    assert inspect_card(data).fn == "René"
+
+
 def test_quoted_printable_soft_break_is_not_confused_with_base64_padding() -> None:
     data = _card("VERSION:3.0", "UID:pad", "PHOTO;ENCODING=b;TYPE=PNG:iVBORw0KGgo=", "FN:After")
     assert inspect_card(data).fn == "After"

@@ -28,3 +28,13 @@ def test_hostile_or_broken_bodies_are_400(body: bytes) -> None:
 def test_good_body() -> None:
     root = xml.parse(b'<D:propfind xmlns:D="DAV:"><D:allprop/></D:propfind>')
     assert root.tag == xml.dav("propfind")
+
+
+def test_error_body_carries_the_message_even_with_characters_xml_cannot_hold() -> None:
+    """A message may quote what a client sent: NUL, control characters and lone surrogates
+    become U+FFFD instead of making the error itself fail (lxml refuses them)."""
+    body = xml.error_body("valid-calendar-data", "urn:ietf:params:xml:ns:caldav",
+                          message="bad line 'X:\x00\x01\ud800' in VEVENT")
+    root = xml.parse(body)
+    assert root.find("{urn:ietf:params:xml:ns:caldav}valid-calendar-data") is not None
+    assert root.findtext("{DAV:}responsedescription") == "bad line 'X:\ufffd\ufffd\ufffd' in VEVENT"

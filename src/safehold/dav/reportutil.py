@@ -127,8 +127,14 @@ def _plain(h: str) -> bool:
 
 
 def _path(h: str) -> str:
-    """The URL path of a DAV:href (absolute or a path), percent-decoded."""
-    return h if _plain(h) else unquote(urlsplit(h).path)
+    """The URL path of a DAV:href (absolute or a path), percent-decoded; "" (which names
+    nothing, so the href is answered 404) when the href is not a URL at all."""
+    if _plain(h):
+        return h
+    try:
+        return unquote(urlsplit(h).path)
+    except ValueError:  # "http://[::1": urlsplit refuses a broken IPv6 host
+        return ""
 
 
 def not_found(h: str) -> str:

@@ -6,6 +6,8 @@ how billion-laughs and external-entity attacks arrive."""
 
 from __future__ import annotations
 
+import re
+
 from lxml import etree
 
 from safehold.dav.errors import DavError
@@ -72,14 +74,23 @@ def multistatus() -> etree._Element:
     return etree.Element(dav("multistatus"), nsmap=NSMAP)
 
 
+# Characters XML 1.0 cannot carry (control characters, lone surrogates): a message may
+# quote what a client sent.
+_NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
 def error_body(condition: str, ns: str = DAV, extra: etree._Element | None = None,
-               hrefs: list[str] | None = None) -> bytes:
+               hrefs: list[str] | None = None, message: str | None = None) -> bytes:
     root = etree.Element(dav("error"), nsmap=NSMAP)
     cond = etree.SubElement(root, tag(ns, condition))
     for href in hrefs or []:
         sub(cond, dav("href"), href)
     if extra is not None:
         cond.append(extra)
+    if message:
+        # What went wrong, for the person reading a client's log: the condition element
+        # alone says which rule, not why (DAV:error may hold any element, RFC 4918 §14.5).
+        sub(root, dav("responsedescription"), _NOT_XML_CHAR.sub("\ufffd", message))
     return to_bytes(root)
 
 

@@ -95,7 +95,7 @@ def _dav_error(err: DavError) -> _Reply:
     if err.status == 304:
         return _Reply(304, err.headers, b"")
     if err.condition:
-        body = xml.error_body(err.condition, err.namespace, hrefs=err.hrefs)
+        body = xml.error_body(err.condition, err.namespace, hrefs=err.hrefs, message=err.message)
         return _Reply(err.status, [("Content-Type", "application/xml; charset=utf-8"),
                                    ("Content-Length", str(len(body)))] + err.headers, body)
     return _text(err.status, err.message, err.headers)

@@ -142,7 +142,8 @@ class Web:
 
     @staticmethod
     def handles(path: str) -> bool:
-        return path == "/" or path.split("/")[1] in SECTIONS
+        # A request target need not start with "/": "OPTIONS *" (RFC 9110 §7.1) has none.
+        return path == "/" or (path.startswith("/") and path.split("/")[1] in SECTIONS)
 
     # -- ASGI side ------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ This module validates and indexes (:func:`inspect_calendar`) and re-exports the 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from dateutil.rrule import rrulestr
@@ -143,6 +143,17 @@ def _check_once(components: list[Any]) -> None:
             if len(as_list(prop(comp, name))) > 1:
                 raise InvalidCalendarData(VALID_DATA, f"{comp.name} has {name} more than once "
                                           "(RFC 5545 §3.6.1)")
+            # Nor can it be expanded when one of them has another value type (such as
+            # "DTEND;VALUE=BINARY:...", parsed as vBinary): the library reads .dt off it.
+            wanted, kind = (timedelta, "duration") if name == "DURATION" else (date, "date or date-time")
+            if has(comp, name) and not isinstance(value_of(comp, name), wanted):
+                raise InvalidCalendarData(VALID_DATA, f"{comp.name} {name} is not a {kind} "
+                                          "(RFC 5545 §3.8.2, §3.8.4.4)")
+        for name in ("RDATE", "EXDATE"):  # "RDATE:202409" is parsed as a TIME
+            for found in as_list(prop(comp, name)):
+                if not all(isinstance(d.dt, date | tuple) for d in getattr(found, "dts", [])):
+                    raise InvalidCalendarData(VALID_DATA, f"{comp.name} {name} holds a value that is "
+                                              "not a date, date-time or period (RFC 5545 §3.8.5)")
 
 
 def _check_component(comp: Any) -> None:

@@ -269,7 +269,18 @@ def _alarm_window(group: list[Any], flt: CompFilter) -> tuple[datetime, datetime
     """Instance starts whose alarms can fire within the VALARM time-ranges below ``flt``."""
     ranges = [bounds(tr) for tr in _alarm_ranges(flt)]
     reach = _alarm_reach(group)
-    return min(s for s, _ in ranges) - reach, max(e for _, e in ranges) + reach
+    start, end = min(s for s, _ in ranges), max(e for _, e in ranges)
+    # An open end of a range is year 1 or 9999 (``bounds``): widening it would overflow, and
+    # the expansion stops at its horizon anyway.
+    try:
+        start -= reach
+    except OverflowError:
+        start = MIN_UTC
+    try:
+        end += reach
+    except OverflowError:
+        end = MAX_UTC
+    return start, end
 
 
 def _alarm_ranges(flt: CompFilter) -> Iterator[TimeRange]:

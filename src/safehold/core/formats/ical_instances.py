@@ -137,6 +137,7 @@ class RecurrenceSet:
                 current = self.overrides.get(key)
                 self.overrides[key] = _highest_sequence([current, comp] if current is not None else [comp])
         self.floor = _earliest_start(group)
+        _check_intervals(group)
         try:
             self._series = Series([_ADAPTERS[group[0].name](c) for c in group])
         except _EXPANSION_ERRORS as exc:
@@ -144,8 +145,10 @@ class RecurrenceSet:
 
     def between(self, start: datetime, end: datetime) -> list[Instance]:
         """Instances touching [start, end), give or take MARGIN: callers apply the §9.9 test."""
-        start = max(start - MARGIN, self.floor, HORIZON_START).astimezone(self.zone)
-        end = min(end + MARGIN, HORIZON_END).astimezone(self.zone)
+        # Clamped to the horizon before widening: a range from year 1 or to 9999 (an expand
+        # asking for "everything") would overflow datetime, and the horizon cuts it anyway.
+        start = max(max(start, HORIZON_START) - MARGIN, self.floor, HORIZON_START).astimezone(self.zone)
+        end = min(min(end, HORIZON_END) + MARGIN, HORIZON_END).astimezone(self.zone)
         if start >= end:
             return []
         if self.master is not None and expansion_steps(self.master, end) > MAX_STEPS:
@@ -172,6 +175,18 @@ class RecurrenceSet:
         end = occurrence.end if _has_end(source) else None
         recurrence_id = occurrence.start - thisandfuture_shift(source) if derived else occurrence.start
         return Instance(source, occurrence.start, end, recurrence_id)
+
+
+def _check_intervals(group: list[Any]) -> None:
+    """RFC 5545 §3.3.10: INTERVAL is a positive integer. dateutil walks a rule with INTERVAL=0
+    forever without yielding (the event loop blocked, memory growing by GBs), so such a rule
+    is refused here, where every PUT, query and expand of a recurring set passes."""
+    for comp in group:
+        for name in ("RRULE", "EXRULE"):
+            for rule in as_list(prop(comp, name)):
+                if any(not isinstance(n, int) or n < 1 for n in rule.get("INTERVAL", [])):
+                    raise InvalidCalendarData(VALID_DATA, f"{name} INTERVAL must be a positive "
+                                              "integer (RFC 5545 §3.3.10)")
 
 
 def expansion_steps(master: Any, end: datetime) -> float:

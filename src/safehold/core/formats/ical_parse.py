@@ -249,6 +249,10 @@ def _attach_zones(cal: Any) -> None:
                 tzid = found.params.get("TZID")
                 if tzid is None:
                     continue
+                if isinstance(tzid, list):
+                    # An unquoted comma makes icalendar split the one value RFC 5545 §3.2.19
+                    # allows ("TZID=Europe/B,erlin"); read it back as written, an unknown zone.
+                    tzid = ",".join(tzid)
                 if tzid not in resolved:
                     resolved[tzid] = _resolve_tzid(str(tzid), definitions)
                 _localize_property(found, resolved[tzid])
@@ -363,6 +367,9 @@ def _offset(value: timedelta) -> str:
 def _zone_from_definition(vtimezone: str) -> tzinfo | None:
     try:
         zone: tzinfo = dateutil_tz.tzical(io.StringIO(vtimezone)).get()
+        # dateutil reads a rule only when asked for an offset: a broken one (BYMONTH=0)
+        # would raise at the first conversion, in the middle of indexing or a query.
+        zone.utcoffset(datetime(2000, 1, 1))
     except ValueError:  # how dateutil reports a definition it cannot read
         return None
     return zone

@@ -206,7 +206,7 @@ def _value_text(prop: _Property) -> str:
         octets = binascii.a2b_qp(value.encode("utf-8"))
         try:
             value = octets.decode(charset, "replace")
-        except LookupError:
+        except (LookupError, ValueError):  # an unknown charset, or a name with a NUL in it
             value = octets.decode("utf-8", "replace")
     return _TEXT_ESCAPE.sub(lambda m: "\n" if m.group(1) in "nN" else m.group(1), value)
 
