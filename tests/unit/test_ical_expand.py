@@ -3,7 +3,7 @@ and the free-busy-query answer (§7.10)."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -17,6 +17,8 @@ from safehold.core.formats.ical import (
     inspect_calendar,
     limit_recurrence_set,
 )
+from safehold.core.formats.ical_expand import MAX_EXPANDED
+from safehold.core.formats.ical_instances import TooManyInstances
 from tests.unit.test_ical import CORPUS, at, calendar, component, event
 
 BERLIN = (CORPUS / "valid" / "recurring-overrides-exdate-berlin.ics").read_bytes()
@@ -44,6 +46,17 @@ def test_expand_gives_one_component_per_instance_in_utc() -> None:
     assert [str(c["SUMMARY"]) for c in found] == [
         "Jour fixe", "Jour fixe", "Jour fixe (verschoben)", "Jour fixe mit Kunde", "Jour fixe"]
     assert utc_text(found[3], "DTEND") == "20240404T090000Z"
+
+
+def test_expand_refuses_more_instances_than_it_builds() -> None:
+    """An open-ended daily event over centuries: refused at once (the REPORT then sends
+    the object as stored), not 64,000 components built over tens of seconds."""
+    daily = event("DTSTART:20240101T090000Z", "DURATION:PT1H", "RRULE:FREQ=DAILY")
+    with pytest.raises(TooManyInstances):
+        expand(daily, at("18000101T000000Z"), at("22000101T000000Z"))
+    start = at("20240101T000000Z")
+    out = expand(daily, start, start + (MAX_EXPANDED - 1) * timedelta(days=1))
+    assert len(components(out)) == MAX_EXPANDED - 1
 
 
 def test_expanded_output_has_no_recurrence_rules_zones_or_tzids() -> None:
