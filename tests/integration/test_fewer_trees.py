@@ -83,10 +83,16 @@ def engine(database_url: str) -> object:
     eng.dispose()
 
 
-def test_a_small_body_is_stored_inline_and_every_reader_gets_it(engine: sa.Engine,
-                                                                tmp_path: Path) -> None:
+@pytest.fixture
+def head(engine: sa.Engine, tmp_path: Path) -> tuple[Store, int]:
+    """A store on a database created at the newest revision, and its user's id."""
     engine_mod.ensure_schema(engine)
-    store, owner = _setup(engine, tmp_path)
+    return _setup(engine, tmp_path)
+
+
+def test_a_small_body_is_stored_inline_and_every_reader_gets_it(
+        engine: sa.Engine, head: tuple[Store, int]) -> None:
+    store, owner = head
     body = _card(1)
     sha = _put_card(store, owner, "1.vcf", body)
     data, chunk_rows = _stored(engine, sha)
@@ -98,10 +104,9 @@ def test_a_small_body_is_stored_inline_and_every_reader_gets_it(engine: sa.Engin
     assert rows == [{"hash": sha, "size": len(body), "chunks": 1, "codec": blobs.CODEC}]
 
 
-def test_a_body_that_does_not_compress_small_keeps_its_chunk_row(engine: sa.Engine,
-                                                                 tmp_path: Path) -> None:
-    engine_mod.ensure_schema(engine)
-    store, owner = _setup(engine, tmp_path)
+def test_a_body_that_does_not_compress_small_keeps_its_chunk_row(
+        engine: sa.Engine, head: tuple[Store, int]) -> None:
+    store, owner = head
     body = _photo_card(2)
     sha = _put_card(store, owner, "2.vcf", body)
     assert _stored(engine, sha) == (None, 1)
@@ -137,9 +142,8 @@ def test_bodies_stored_before_the_upgrade_read_beside_inline_ones(
 
 
 def test_the_range_index_holds_calendar_components_and_lookups_use_it(
-        engine: sa.Engine, tmp_path: Path) -> None:
-    engine_mod.ensure_schema(engine)
-    store, owner = _setup(engine, tmp_path)
+        engine: sa.Engine, head: tuple[Store, int]) -> None:
+    store, owner = head
     for i in range(30):
         _put_card(store, owner, f"{i}.vcf", _card(i))
         store.put(f"{CAL}/{i}.ics", owner, _event(i), "text/calendar", ACTOR,
