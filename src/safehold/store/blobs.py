@@ -148,6 +148,14 @@ _CHUNK = sa.select(blob_chunk.c.data).where(
 _F_FIRST_CHUNK = fastsql.Statement(_FIRST_CHUNK)
 
 
+def stored_chunk(conn: Connection, sha256: str, idx: int) -> bytes:
+    """Chunk ``idx`` of a blob as stored (compressed): what the shipper uploads. The
+    first may be inline in the blob row (revision 0009)."""
+    if idx == 0:
+        return bytes(fastsql.rows(conn, _F_FIRST_CHUNK, {"k_hash": sha256})[0][1])
+    return bytes(conn.execute(_CHUNK, {"k_hash": sha256, "k_idx": idx}).scalar_one())
+
+
 def read(engine: Engine, sha256: str) -> Iterator[bytes]:
     """Yield the original bytes chunk by chunk (one short query per chunk)."""
     dec = zstandard.ZstdDecompressor()

@@ -125,18 +125,10 @@ def blob_rows(store: Store, hashes: list[str]) -> list[dict[str, Any]]:
     return store._read(q) if hashes else []
 
 
-_FIRST_CHUNK = sa.select(blobs_mod.first_chunk(blob.c.hash)).where(
-    blob.c.hash == sa.bindparam("k_hash"))
-_CHUNK = sa.select(blob_chunk.c.data).where(
-    (blob_chunk.c.hash == sa.bindparam("k_hash")) & (blob_chunk.c.idx == sa.bindparam("k_idx")))
-
-
 def chunks(store: Store, sha256: str, count: int) -> Iterator[bytes]:
-    """The stored (zstd-compressed) chunks of a blob, one query each; the first may be
-    inline in the blob row (revision 0009)."""
+    """The stored (zstd-compressed) chunks of a blob, one query each (blobs.stored_chunk)."""
     for idx in range(count):
-        yield store._read(lambda c, i=idx: c.execute(  # type: ignore[misc]
-            _CHUNK if i else _FIRST_CHUNK, {"k_hash": sha256, "k_idx": i}).scalar_one())
+        yield store._read(lambda c, i=idx: blobs_mod.stored_chunk(c, sha256, i))  # type: ignore[misc]
 
 
 def shipped_blobs(store: Store, url: str, hashes: list[str]) -> set[str]:

@@ -221,6 +221,9 @@ class Connection:
         self.isolation_level: str | None = ""
         self.immediate = False
         self.busy_timeout_ms = busy_timeout_ms  # how long a statement waits for a lock
+        # Made once: re-installed after every no-wait BEGIN (each loop PUT), and each wait
+        # starts its own clock at its first try.
+        self._busy = busy_handler(busy_timeout_ms) if busy_timeout_ms else None
 
     @property
     def in_transaction(self) -> bool:
@@ -283,7 +286,7 @@ class Connection:
 
     def wait_for_locks(self) -> None:
         """Wait up to ``busy_timeout_ms`` for a lock another connection holds (busy_handler)."""
-        self._db.set_busy_handler(busy_handler(self.busy_timeout_ms) if self.busy_timeout_ms else None)
+        self._db.set_busy_handler(self._busy)
 
     def commit(self) -> None:
         if not self._db.getautocommit():
