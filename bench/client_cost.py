@@ -1,6 +1,8 @@
 """What the measuring client costs: per server (safehold, Radicale, Xandikos), GETs and
-new-vCard PUTs sent alternately with an httpx.Client and with bench/client.py's
-http.client connection; prints the median round's rate of each. See docs/benchmarks.md.
+new-vCard PUTs sent alternately with an httpx.Client, with one keep-alive connection of
+the standard library's http.client (the bench's client until 2026-11-28), and with
+bench/client.py's (a socket and httptools); prints the median round's rate of each.
+See docs/benchmarks.md.
 
     python bench/client_cost.py [--gets 300] [--puts 30] [--rounds 3]
 """
@@ -8,12 +10,15 @@ http.client connection; prints the median round's rate of each. See docs/benchma
 from __future__ import annotations
 
 import argparse
+import base64
+import http.client
 import os
 import random
 import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -23,6 +28,28 @@ sys.path.insert(0, str(BENCH))
 import data  # noqa: E402
 from client import Client  # noqa: E402
 from servers import WORK, fresh_dir, start  # noqa: E402
+
+
+class StdlibClient:
+    """One keep-alive http.client connection with a precomputed Basic header: what
+    bench/client.py was before it wrote to a socket itself."""
+
+    def __init__(self, base_url: str, auth: tuple[str, str] | None, timeout: float) -> None:
+        host, _, port = base_url.removeprefix("http://").rstrip("/").partition(":")
+        self.conn = http.client.HTTPConnection(host, int(port or 80), timeout=timeout)
+        self.headers = {"User-Agent": "safehold-bench"}
+        if auth is not None:
+            token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode("ascii")
+            self.headers["Authorization"] = f"Basic {token}"
+
+    def request(self, method: str, url: str, headers: dict[str, str] | None = None,
+                content: bytes | None = None) -> httpx.Response:
+        self.conn.request(method, url, body=content, headers={**self.headers, **(headers or {})})
+        resp = self.conn.getresponse()
+        body = resp.read()
+        if resp.will_close:
+            self.conn.close()
+        return httpx.Response(resp.status, content=body)
 
 
 def main() -> None:
@@ -36,11 +63,13 @@ def main() -> None:
         srv = start(name, fresh_dir(WORK / f"client-cost-{name}"))
         try:
             book = srv.collections.addressbook
-            clients = {"httpx": httpx.Client(base_url=srv.base_url, auth=srv.auth, timeout=60),
-                       "http.client": Client(srv.base_url, srv.auth, timeout=60)}
+            clients: dict[str, Any] = {
+                "httpx": httpx.Client(base_url=srv.base_url, auth=srv.auth, timeout=60),
+                "http.client": StdlibClient(srv.base_url, srv.auth, timeout=60),
+                "bench client": Client(srv.base_url, srv.auth, timeout=60)}
             hrefs = [f"{book}{data.card_uid(i)}.vcf" for i in range(100)]
             for i, href in enumerate(hrefs):
-                clients["http.client"].put(href, data.vcard(i), {"Content-Type": "text/vcard"}).raise_for_status()
+                clients["bench client"].put(href, data.vcard(i), {"Content-Type": "text/vcard"}).raise_for_status()
             rng, k = random.Random(1), 1000
             rates: dict[str, list[float]] = {}
             for _ in range(args.rounds):
