@@ -94,6 +94,29 @@ def test_expand_over_all_of_time_is_not_an_overflow(alice: httpx.Client) -> None
     assert r.text.count("RECURRENCE-ID:2024010") == 3, r.text
 
 
+def test_free_busy_over_centuries_is_refused_with_the_postcondition(alice: httpx.Client) -> None:
+    """Free-busy over 1800-2200 of an open-ended daily event was 146,000 periods (8 MB, 3.5 s
+    of CPU per event with the GIL held); RFC 4791 §7.10 names the postcondition to refuse with."""
+    cal = "/dav/calendars/alice/free-busy-cap"
+    assert alice.request("MKCALENDAR", f"{cal}/").status_code == 201
+    endless = RECURRING.replace(b"UID:daily@", b"UID:endless@").replace(b";COUNT=3", b"")
+    assert alice.put(f"{cal}/endless.ics", content=endless,
+                     headers={"Content-Type": "text/calendar"}).status_code == 201
+
+    def free_busy(start: str, end: str) -> httpx.Response:
+        body = (f'<C:free-busy-query xmlns:C="{CALDAV}"><C:time-range start="{start}" end="{end}"/>'
+                "</C:free-busy-query>").encode()
+        return alice.request("REPORT", f"{cal}/", headers={"Depth": "1"}, content=body)
+
+    r = free_busy("18000101T000000Z", "22000101T000000Z")
+    assert r.status_code == 403, (r.status_code, r.content[:300])
+    root = ET.fromstring(r.content)
+    assert root.find("{DAV:}number-of-matches-within-limits") is not None, r.text
+    assert "shorter time-range" in (root.findtext("{DAV:}responsedescription") or ""), r.text
+    r = free_busy("20261102T000000Z", "20261109T000000Z")
+    assert r.status_code == 200 and r.text.count("FREEBUSY;FBTYPE=BUSY:") == 7, r.text
+
+
 def test_multiget_href_that_is_no_url_is_404(alice: httpx.Client) -> None:
     """An href urlsplit cannot read (a broken IPv6 host) was a 500; it names nothing."""
     body = (f'<C:calendar-multiget xmlns:D="DAV:" xmlns:C="{CALDAV}"><D:prop><D:getetag/></D:prop>'
@@ -134,10 +157,11 @@ def test_tzid_with_an_unquoted_comma_is_stored_as_sent(alice: httpx.Client) -> N
     assert alice.get(f"{CAL}/comma.ics").content == body
 
 
-@pytest.mark.parametrize("charset", ["U\x00TF-8", "idna"])
+@pytest.mark.parametrize("charset", ["idna"])
 def test_vcard_with_a_charset_python_cannot_decode_with_is_stored(alice: httpx.Client, charset: str) -> None:
-    """Quoted-printable FN with such a CHARSET was a 500 (ValueError, UnicodeError); an
-    unknown charset is read as UTF-8 for the index, and the bytes are kept as sent."""
+    """Quoted-printable FN with such a CHARSET was a 500 (UnicodeError); an unknown charset
+    is read as UTF-8 for the index, and the bytes are kept as sent. (A CHARSET with a NUL in
+    it, the other 500, is now refused: corpus vcard/invalid/nul-in-charset-param.vcf.)"""
     body = (f"BEGIN:VCARD\r\nVERSION:3.0\r\nUID:charset-{len(charset)}\r\n"
             f"FN;CHARSET={charset};ENCODING=QUOTED-PRINTABLE:Ren=C3=A9\r\nEND:VCARD\r\n").encode()
     url = f"{BOOK}/charset-{len(charset)}.vcf"

@@ -76,6 +76,26 @@ def test_every_invalid_corpus_file_is_refused_with_its_precondition(path: Path) 
     assert str(caught.value)
 
 
+def test_a_nul_byte_is_refused_on_the_way_in_only() -> None:
+    """Objects stored before the check must still restore and undelete (stored=True)."""
+    from safehold.core.items import CALENDAR, InvalidItem, index_for
+
+    data = (CORPUS / "invalid" / "valid-calendar-data__nul-in-uid.ics").read_bytes()
+    with pytest.raises(InvalidItem, match="a NUL byte at line"):
+        index_for(CALENDAR, data)
+    index = index_for(CALENDAR, data, stored=True)
+    assert index is not None and index.uid == inspect_calendar(data, stored=True).uid
+
+
+@pytest.mark.parametrize("char", ["\x0b", "\x1b", "\x7f"])
+def test_other_control_characters_are_stored(char: str) -> None:
+    """RFC 5545 §3.1 allows none but HTAB; only NUL is refused (contentlines.nul_byte)."""
+    data = (b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\nBEGIN:VEVENT\r\nUID:c-1\r\n"
+            b"DTSTART:20260101T100000Z\r\nSUMMARY:a" + char.encode() + b"b\r\nEND:VEVENT\r\n"
+            b"END:VCALENDAR\r\n")
+    assert inspect_calendar(data).uid == "c-1"
+
+
 INDEX = {
     # file: (component, start, end, recurring); bounds worked out by hand from the payload
     "ios-event-berlin.ics": ("VEVENT", "20240415T080000Z", "20240415T093000Z", False),

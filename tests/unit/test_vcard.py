@@ -49,6 +49,8 @@ REASONS = {
     "missing-end.vcf": "END:VCARD is missing",
     "missing-version.vcf": "no VERSION",
     "nested-begin-missing-end.vcf": "BEGIN:VCARD at line 5",
+    "nul-in-charset-param.vcf": "a NUL byte at line 4",
+    "nul-in-uid.vcf": "a NUL byte at line 3",
     "only-blank-lines.vcf": "empty",
     "two-uids.vcf": "2 UID properties",
     "two-vcards.vcf": "more than one vCard",
@@ -148,11 +150,40 @@ def test_quoted_printable_with_unknown_charset_falls_back_to_utf8() -> None:
     assert inspect_card(data).fn == "René"
 
 
-@pytest.mark.parametrize("charset", ["U\x00TF-8", "rot13", "idna"])
+@pytest.mark.parametrize("charset", ["rot13", "idna"])
 def test_quoted_printable_with_a_charset_python_cannot_decode_with_falls_back_to_utf8(charset: str) -> None:
-    """A NUL in the name made bytes.decode raise ValueError, not LookupError (a 500)."""
     data = _card("VERSION:3.0", f"FN;CHARSET={charset};ENCODING=QUOTED-PRINTABLE:Ren=C3=A9", "UID:qp")
     assert inspect_card(data).fn == "René"
+
+
+@pytest.mark.parametrize("name", ["nul-in-uid.vcf", "nul-in-charset-param.vcf"])
+def test_a_nul_byte_is_refused_on_the_way_in_only(name: str) -> None:
+    """Cards stored before the check must still restore and undelete (stored=True)."""
+    from safehold.core.items import ADDRESSBOOK, InvalidItem, index_for
+
+    data = (CORPUS / "invalid" / name).read_bytes()
+    with pytest.raises(InvalidItem, match="a NUL byte"):
+        index_for(ADDRESSBOOK, data)
+    index = index_for(ADDRESSBOOK, data, stored=True)
+    assert index is not None and index.uid == inspect_card(data, stored=True).uid
+
+
+@pytest.mark.parametrize("char", ["\x0b", "\x0c", "\x1b", "\x7f", "\x01"])
+def test_other_control_characters_are_stored_as_phones_hold_them(char: str) -> None:
+    """RFC 6350 §3.3 allows none, but a vertical tab comes with text pasted from a word
+    processor: refusing the PUT would leave that contact out of every backup."""
+    data = _card("VERSION:3.0", "UID:vt-1", "FN:Ann", f"NOTE:first{char}second")
+    assert inspect_card(data).uid == "vt-1"
+    _same_answer(data)
+
+
+def test_a_stored_card_with_a_nul_in_its_charset_is_still_read() -> None:
+    """A NUL in the name made bytes.decode raise ValueError, not LookupError (a 500). Such
+    cards are refused now (a NUL byte), but ones stored before may meet a filter."""
+    from safehold.core.formats.vcard import _Property, _value_text
+
+    prop = _Property("", "FN", {"CHARSET": ("U\x00TF-8",), "ENCODING": ("QUOTED-PRINTABLE",)}, "Ren=C3=A9")
+    assert _value_text(prop) == "René"
 
 
 def test_quoted_printable_soft_break_is_not_confused_with_base64_padding() -> None:

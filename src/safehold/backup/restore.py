@@ -255,7 +255,7 @@ def _reindex(store: Store, items: list[tuple[str, str, str | None]]) -> int:
             data = small.get(blob_hash)
             try:
                 ix = index_for(parent_kind, data if data is not None
-                               else blobs_mod.read_all(store.engine, blob_hash))
+                               else blobs_mod.read_all(store.engine, blob_hash), stored=True)
             except InvalidItem:
                 continue
             if ix is not None:

@@ -11,6 +11,7 @@ from lxml import etree
 
 from safehold.caldav import CALDAV, c, filters
 from safehold.core.formats import ical, ical_spans
+from safehold.core.formats.ical_instances import TooManyInstances
 from safehold.core.formats.textmatch import UnsupportedCollation
 from safehold.dav import reportutil
 from safehold.dav.backend import DavBackend, IndexEntry, Node
@@ -212,7 +213,13 @@ def freebusy(req: DavRequest, backend: DavBackend, node: Node, root: etree._Elem
         raise DavError(403, "free-busy-query runs on a calendar collection")
     objects = [backend.read_bytes(m) for comp in ("VEVENT", "VFREEBUSY")
                for m in backend.query_candidates(node, comp, tr.start.timestamp(), tr.end.timestamp())]
-    body = ical.freebusy(objects, tr.start, tr.end)
+    try:
+        body = ical.freebusy(objects, tr.start, tr.end)
+    except TooManyInstances as exc:
+        # The postcondition §7.10 names for a range that needs too much work. 403, as Apple's
+        # CalendarServer answers it: the answer is one iCalendar object, no multistatus that
+        # could end in a 507 response. Leaving busy time out would show it as free.
+        raise DavError(403, str(exc), condition="number-of-matches-within-limits") from exc
     return DavResponse(200, [("Content-Type", "text/calendar; charset=utf-8")], body)
 
 

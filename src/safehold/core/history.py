@@ -65,7 +65,7 @@ def _index(history: HistoryPort, path: str, v: Version, parent_kind: str | None)
     if v.kind != ITEM or parent_kind not in ("calendar", "addressbook") or v.blob_hash is None:
         return RestoreOp(path, "create", v)
     try:
-        ix = index_for(parent_kind, history.blob(v.blob_hash))
+        ix = index_for(parent_kind, history.blob(v.blob_hash), stored=True)
     except InvalidItem as exc:
         raise Conflict(f"version {v.seq} of {path!r} no longer validates: {exc}") from exc
     return RestoreOp(path, "create", v, ix)

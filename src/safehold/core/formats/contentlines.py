@@ -18,6 +18,23 @@ _FOLD = re.compile(rb"\r?\n[ \t]")
 _NAME = re.compile(r"(?:[A-Za-z0-9_-]+\.)?([A-Za-z0-9_-]+)(?=[;:])")
 
 
+def nul_byte(data: bytes) -> str | None:
+    """Where ``data`` holds a NUL byte ("line 3"); None when it holds none.
+
+    RFC 5545 §3.1 and RFC 6350 §3.3 allow no control character in a content line but
+    (H)TAB. Of them only NUL is refused: it is text in no encoding (a UID with one ends
+    early in every client that keeps it in a C string). The others are what phones hold
+    (a vertical tab comes with text pasted from a word processor into a note), and a
+    refused PUT leaves that contact off the server and out of every backup; they are
+    stored as sent, GET returns them, and a REPORT leaves them out of its XML, which
+    cannot carry them (dav.reportutil.clean_text)."""
+    pos = data.find(b"\0")
+    if pos < 0:
+        return None
+    line = data.count(b"\n", 0, pos) + 1
+    return f"line {line}"
+
+
 @dataclass(frozen=True)
 class SplitObject:
     """One calendar object or vCard cut out of a bigger file, ready to be stored as

@@ -19,6 +19,7 @@ from typing import Any
 
 from dateutil.rrule import rrulestr
 
+from safehold.core.formats.contentlines import nul_byte
 from safehold.core.formats.ical_expand import expand, limit_recurrence_set
 from safehold.core.formats.ical_filter import CompFilter, ParamFilter, PropFilter, TimeRange, matches
 from safehold.core.formats.ical_freebusy import freebusy
@@ -84,13 +85,19 @@ class CalendarInfo:
     spans: Spans | None = None
 
 
-def inspect_calendar(data: bytes) -> CalendarInfo:
+def inspect_calendar(data: bytes, *, stored: bool = False) -> CalendarInfo:
     """Validate one calendar object resource and extract its index fields.
 
     Raises InvalidCalendarData: ``valid-calendar-data`` when the bytes are not iCalendar,
-    ``valid-calendar-object-resource`` when they break RFC 4791 §4.1.
+    ``valid-calendar-object-resource`` when they break RFC 4791 §4.1. ``stored`` skips the
+    NUL check, for bytes accepted before it existed (items.index_for).
     """
     cal = parse(data, slim=True, for_index=True)
+    # After parsing, so that a body that is no iCalendar at all (an image) is named so.
+    nul = None if stored else nul_byte(data)
+    if nul is not None:
+        raise InvalidCalendarData(VALID_DATA, f"a NUL byte at {nul}: iCalendar text cannot hold "
+                                  "one (RFC 5545 §3.1)")
     components = _object_components(cal)
     for comp in components:
         _check_component(comp)

@@ -9,7 +9,9 @@ from typing import Any
 
 from safehold.core.formats.ical_filter import TimeRange, bounds
 from safehold.core.formats.ical_instances import (
+    InstanceLimit,
     RecurrenceSet,
+    TooManyInstances,
     by_uid,
     freebusy_periods,
     is_recurring_set,
@@ -25,6 +27,10 @@ Period = tuple[datetime, datetime]
 _EVENT_FBTYPE = {"TENTATIVE": "BUSY-TENTATIVE", "CANCELLED": None}
 _FBTYPE_ORDER = ("BUSY", "BUSY-UNAVAILABLE", "BUSY-TENTATIVE")
 _TOKEN = re.compile(r"[A-Z0-9-]{1,40}")
+# Recurrence instances one answer may be computed from, all objects together. Each costs some
+# 24 µs of CPU with the GIL held: 50 open-ended daily events over 1800-2200 (7.3 million
+# instances) took 176 s and 1.4 GB. A year of 50 daily events is 18,250.
+MAX_BUSY_INSTANCES = 20_000
 
 
 def freebusy(
@@ -42,13 +48,27 @@ def freebusy(
     periods are clipped to the range and merged per FBTYPE where they overlap or touch.
     Objects that cannot be parsed are skipped: they hold no time we could report.
     ``now`` is the DTSTAMP, the current time when None.
+
+    Raises TooManyInstances when the recurring events have more than MAX_BUSY_INSTANCES
+    instances in the range, or one is too dense to expand: an answer without them would
+    show busy time as free, so there is none (RFC 4791 §7.10,
+    DAV:number-of-matches-within-limits).
     """
     range_start, range_end = bounds(TimeRange(start, end))
     busy: dict[str, list[Period]] = {}
+    budget = [MAX_BUSY_INSTANCES]
     for data in objects:
         try:
             cal = parse(data, slim=True)
-            found = list(_busy_periods(cal, range_start, range_end, floating_tz))
+            found = list(_busy_periods(cal, range_start, range_end, floating_tz, budget))
+        except InstanceLimit as exc:
+            raise TooManyInstances(exc.precondition, "the recurring events have more than "
+                                   f"{MAX_BUSY_INSTANCES} instances in this range, the most one "
+                                   "free-busy answer is computed from: ask for a shorter "
+                                   "time-range") from exc
+        except TooManyInstances as exc:
+            raise TooManyInstances(exc.precondition, f"{exc}, so its busy time cannot be "
+                                   "computed") from exc
         except InvalidCalendarData:
             continue
         for fbtype, begin, finish in found:
@@ -60,13 +80,15 @@ def freebusy(
 
 
 def _busy_periods(
-    cal: Any, start: datetime, end: datetime, floating_tz: tzinfo | None
+    cal: Any, start: datetime, end: datetime, floating_tz: tzinfo | None, budget: list[int]
 ) -> Iterator[tuple[str, datetime, datetime]]:
+    """``budget`` holds the recurrence instances still allowed; what is expanded is taken off it."""
     components = main_components(cal)
     events = [c for c in components if c.name == "VEVENT"]
     for group in by_uid(events):
         if is_recurring_set(group):
-            candidates = RecurrenceSet(group, floating_tz).between(start, end)
+            candidates = RecurrenceSet(group, floating_tz).between(start, end, limit=budget[0])
+            budget[0] -= len(candidates)
         else:
             candidates = [own_instance(c) for c in group]
         for inst in candidates:
