@@ -82,9 +82,10 @@ class UidConflict(Conflict):
     """Another item of the collection has the same UID (RFC 4791 §5.3.2.1,
     RFC 6352 §6.3.2.1 no-uid-conflict)."""
 
-    def __init__(self, message: str, path: str) -> None:
+    def __init__(self, message: str, path: str, uid: str = "") -> None:
         super().__init__(message)
-        self.path = path
+        self.path = path  # the store path of the resource holding the UID
+        self.uid = uid
 
 
 class AlreadyExists(DomainError):

@@ -77,6 +77,7 @@ def install() -> None:
     props.RESOURCETYPES["calendar"] = [c("calendar")]
     props.SUPPORTED_REPORTS["calendar"] = [c("calendar-query"), c("calendar-multiget"),
                                            c("free-busy-query"), dav("sync-collection")]
+    props.CLOSED_REPORT_SETS.add("calendar")
     props.SUPPORTED_REPORTS.setdefault("collection", []).append(dav("sync-collection"))
     props.register(c("supported-calendar-component-set"), _component_set)
     props.register(c("supported-calendar-data"), _calendar_data)

@@ -36,6 +36,7 @@ def install() -> None:
     props.RESOURCETYPES["addressbook"] = [cr("addressbook")]
     props.SUPPORTED_REPORTS["addressbook"] = [cr("addressbook-query"), cr("addressbook-multiget"),
                                               dav("sync-collection")]
+    props.CLOSED_REPORT_SETS.add("addressbook")
     props.register(cr("addressbook-home-set"), _home_set)
     props.register(cr("supported-address-data"), _address_data)
     props.register(cr("max-resource-size"), lambda n, b: xml.element(

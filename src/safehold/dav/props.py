@@ -30,6 +30,9 @@ def _text(name: str, value: str) -> etree._Element:
 RESOURCETYPES: dict[str, list[str]] = {"principal": [dav("principal")]}
 # Reports each node kind supports (RFC 3253 §3.1.5 supported-report-set).
 SUPPORTED_REPORTS: dict[str, list[str]] = {}
+# Kinds whose list above is complete: any other report on them is refused (a CalDAV
+# report on an address book, a CardDAV one on a calendar).
+CLOSED_REPORT_SETS: set[str] = set()
 
 
 def _resourcetype(node: Node, _b: DavBackend) -> etree._Element:

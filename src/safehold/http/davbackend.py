@@ -10,7 +10,9 @@ from typing import NoReturn
 
 from safehold.caldav.props import supported_components
 from safehold.core.guard import DeletionRefused, Guard
-from safehold.core.items import CALDAV, CARDDAV, MAX_ITEM_BYTES, InvalidItem, index_for
+from safehold.core.items import (
+    CALDAV, CARDDAV, MAX_ITEM_BYTES, InvalidItem, index_for, require_component,
+)
 from safehold.core.model import (
     ADDRESSBOOK, CALENDAR, COLLECTION, ITEM, Actor, Body, ItemIndex, Lock, Principal, Resource,
     load_props, parent_of,
@@ -40,6 +42,14 @@ def _raise(exc: DomainError) -> NoReturn:
         raise DavError(exc.status, str(exc), condition=exc.precondition,
                        namespace=exc.namespace) from exc
     raise DavError(exc.status, str(exc)) from exc
+
+
+def _uid_conflict(exc: UidConflict, kind: str) -> NoReturn:
+    # RFC 4791 §5.3.2.1, RFC 6352 §6.3.2.1: the element names the resource holding the
+    # UID; so does the message, by the URL path the client knows (not the store path).
+    where = PREFIX + exc.path
+    raise DavError(409, f"UID {exc.uid!r} is already used by {where}", condition="no-uid-conflict",
+                   namespace=CARDDAV if kind == ADDRESSBOOK else CALDAV, hrefs=[where]) from exc
 
 
 class StoreDavBackend:
@@ -201,9 +211,7 @@ class StoreDavBackend:
                                           self.actor, if_match=if_match,
                                           if_none_match=if_none_match, index=index)
         except UidConflict as exc:
-            ns = CALDAV if kind == CALENDAR else CARDDAV
-            raise DavError(409, str(exc), condition="no-uid-conflict", namespace=ns,
-                           hrefs=[PREFIX + exc.path]) from exc
+            _uid_conflict(exc, kind)
         except DomainError as exc:
             _raise(exc)
         return self._node(res), created
@@ -252,6 +260,17 @@ class StoreDavBackend:
         path = self._writable(href)
         if self._is_home(href):
             raise DavError(405, "the home collection exists")
+        self._location_ok(path, kind)
+        self._heads.clear()
+        try:
+            return self._node(self.store.mkcol(path, self.principal.id, self.actor, props,
+                                               kind=kind))
+        except DomainError as exc:
+            _raise(exc)
+
+    def _location_ok(self, path: str, kind: str) -> None:
+        """Refuse a collection of ``kind`` at store path ``path`` where it may not be:
+        at MKCOL, and at COPY or MOVE (RFC 4791 §5.3.2.1, RFC 6352 §6.3.2.1)."""
         parts = path.split("/")
         namespace = parts[0]
         if kind in HOME_OF and (namespace != HOME_OF[kind] or len(parts) != 3):
@@ -261,12 +280,6 @@ class StoreDavBackend:
                            condition=f"{what}-collection-location-ok", namespace=ns)
         if kind == COLLECTION and namespace in HOME_OF.values():
             raise DavError(403, "only calendars and address books can be created here")
-        self._heads.clear()
-        try:
-            return self._node(self.store.mkcol(path, self.principal.id, self.actor, props,
-                                               kind=kind))
-        except DomainError as exc:
-            _raise(exc)
 
     # -- discovery and sync ----------------------------------------------------
 
@@ -411,8 +424,21 @@ class StoreDavBackend:
             raise DavError(403, "a home collection cannot be moved or replaced")
         self._forget_locks()
         self._heads.clear()
+        kinds: list[str] = []  # of the collection the item lands in
+
+        def check(source: Resource, _target: Resource | None) -> None:
+            if source.is_collection:
+                self._location_ok(d, source.kind)
+
+        def accepts(parent: Resource, component: str) -> None:
+            kinds.append(parent.kind)
+            if parent.kind == CALENDAR:
+                require_component(component, supported_components(self._node(parent)))
         try:
-            return self.store.copy_or_move(op, s, d, self.actor, deep=deep, overwrite=overwrite)
+            return self.store.copy_or_move(op, s, d, self.actor, deep=deep, overwrite=overwrite,
+                                           check=check, accepts=accepts)
+        except UidConflict as exc:
+            _uid_conflict(exc, kinds[0] if kinds else CALENDAR)
         except DomainError as exc:
             _raise(exc)
 

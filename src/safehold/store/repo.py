@@ -821,7 +821,7 @@ class Store:
             k_collection=collection, k_uid=uid, k_path=path))]
         other = [o for o in found if not any(o == i or o.startswith(i + "/") for i in ignore)]
         if other:
-            raise UidConflict(f"UID {uid!r} is already used by {other[0]!r}", other[0])
+            raise UidConflict(f"UID {uid!r} is already used by {other[0]!r}", other[0], uid)
 
     def _write_index(self, conn: Connection, path: str, index: ItemIndex | None) -> None:
         if index is None:
@@ -978,9 +978,12 @@ class Store:
 
     def copy_or_move(self, op: str, src: str, dst: str, actor: Actor, *, deep: bool = True,
                      overwrite: bool = True,
-                     check: Callable[[Resource, Resource | None], None] | None = None) -> bool:
+                     check: Callable[[Resource, Resource | None], None] | None = None,
+                     accepts: Callable[[Resource, str], None] | None = None) -> bool:
         """COPY or MOVE ``src`` to ``dst`` in one change. Returns True if ``dst`` was
-        created (False if it replaced something)."""
+        created (False if it replaced something). ``accepts(parent, component)`` may
+        refuse an indexed item (by raising) for the collection it would land in: the
+        destination's PUT preconditions hold for COPY and MOVE (RFC 4791 §5.3.2.1)."""
         assert op in ("copy", "move")
 
         def tx(conn: Connection) -> bool:
@@ -1005,6 +1008,8 @@ class Store:
             indexes = {r.path: r for r in conn.execute(
                 sa.select(item_index).where(_subtree(item_index.c.path, src)))}
             if not source.is_collection and src in indexes:
+                if accepts is not None:
+                    accepts(dst_parent, indexes[src].component)
                 self._check_uid(conn, parent_of(dst), indexes[src].uid, dst,
                                 ignore=(src,) if op == "move" else ())
             seq = self._append_change(conn, op, source.owner_id, src, actor)

@@ -9,6 +9,7 @@ from safehold.dav import props, xml
 from safehold.dav.backend import DavBackend
 from safehold.dav.conditions import check_if_header, require_unlocked
 from safehold.dav.errors import DavError
+from safehold.dav.methods import mkcol
 from safehold.dav.paths import href
 from safehold.dav.types import DavRequest, DavResponse
 from safehold.dav.xml import dav
@@ -37,7 +38,11 @@ def handle(req: DavRequest, backend: DavBackend) -> DavResponse:
                     ops.append(("set" if instr.tag == dav("set") else "remove", str(p.tag), p))
     if not ops:
         raise DavError(400, "DAV:propertyupdate contains no properties")
-    failed = {name for _, name, _ in ops if name in props.PROTECTED}
+    # name -> (precondition element, message) of each refused instruction
+    failed: dict[str, tuple[str, str | None]] = {
+        name: (dav("cannot-modify-protected-property"), None)
+        for _, name, _ in ops if name in props.PROTECTED}
+    failed.update(_invalid_values(node.kind, ops, failed))
     set_props: dict[str, str] = {}
     remove: list[str] = []
     if not failed:
@@ -54,18 +59,42 @@ def handle(req: DavRequest, backend: DavBackend) -> DavResponse:
     ms = xml.multistatus()
     resp = xml.sub(ms, dav("response"))
     xml.sub(resp, dav("href"), href(node.href))
-    by_status: dict[int, list[str]] = {}
+    # One propstat per status and, for 403, per precondition (RFC 4918 §9.2.1).
+    by_status: dict[tuple[int, str | None, str | None], list[str]] = {}
     for _, name, _ in ops:
-        code = (403 if name in failed else 424) if failed else 200
-        if name not in by_status.setdefault(code, []):
-            by_status[code].append(name)
-    for code, names in by_status.items():
+        key: tuple[int, str | None, str | None] = \
+            (403, *failed[name]) if name in failed else (424 if failed else 200, None, None)
+        if name not in by_status.setdefault(key, []):
+            by_status[key].append(name)
+    for (code, condition, message), names in by_status.items():
         ps = xml.sub(resp, dav("propstat"))
         pr = xml.sub(ps, dav("prop"))
         for name in names:
             xml.sub(pr, name)
         xml.sub(ps, dav("status"), xml.status_line(code))
-        if code == 403:
+        if condition is not None:
             err = xml.sub(ps, dav("error"))
-            xml.sub(err, dav("cannot-modify-protected-property"))
+            xml.sub(err, condition)
+        if message is not None:
+            xml.sub(ps, dav("responsedescription"), message)
     return DavResponse(207, [("Content-Type", "application/xml; charset=utf-8")], xml.to_bytes(ms))
+
+
+def _invalid_values(kind: str, ops: list[tuple[str, str, etree._Element]],
+                    protected: dict[str, tuple[str, str | None]]) -> dict[str, tuple[str, str | None]]:
+    """Values the collection's kind refuses, checked as at its creation (e.g. a
+    CALDAV:calendar-timezone without a VTIMEZONE, RFC 4791 §5.2.2)."""
+    validator = mkcol.VALIDATORS.get(kind)
+    if validator is None:
+        return {}
+    out: dict[str, tuple[str, str | None]] = {}
+    for op, name, el in ops:
+        if op != "set" or name in protected:
+            continue
+        try:
+            validator({name: etree.tostring(el, encoding="unicode", with_tail=False)})
+        except DavError as exc:
+            if exc.condition is None:
+                raise
+            out[name] = (f"{{{exc.namespace}}}{exc.condition}", exc.message)
+    return out

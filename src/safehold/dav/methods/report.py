@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from lxml import etree
 
-from safehold.dav import xml
+from safehold.dav import props, xml
 from safehold.dav.backend import DavBackend, Node
 from safehold.dav.errors import DavError
 from safehold.dav.types import DavRequest, DavResponse
@@ -35,7 +35,16 @@ def quick(req: DavRequest, backend: DavBackend) -> DavResponse | None:
     node = backend.get(req.path)
     if node is None:
         raise DavError(404, "not found")
+    _require_supported(node, str(root.tag))
     return fn(req, backend, node, root)
+
+
+def _require_supported(node: Node, name: str) -> None:
+    # RFC 3253 §3.6: a report the resource does not list in its DAV:supported-report-set
+    # is 403 DAV:supported-report, also one the server has for other collections.
+    if node.kind in props.CLOSED_REPORT_SETS and name not in props.SUPPORTED_REPORTS[node.kind]:
+        raise DavError(403, f"the report {name} is not supported on this {node.kind}",
+                       condition="supported-report")
 
 
 def handle(req: DavRequest, backend: DavBackend) -> DavResponse:
@@ -46,4 +55,5 @@ def handle(req: DavRequest, backend: DavBackend) -> DavResponse:
     fn = REPORTS.get(str(root.tag))
     if fn is None:
         raise DavError(403, f"the report {root.tag} is not supported", condition="supported-report")
+    _require_supported(node, str(root.tag))
     return fn(req, backend, node, root)
