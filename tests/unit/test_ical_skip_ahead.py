@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from safehold.core.formats import ical_instances
+from safehold.core.formats.ical_filter import CompFilter, TimeRange, matches
 from safehold.core.formats.ical_instances import RecurrenceSet
 from safehold.core.formats.ical_parse import main_components, parse
 
@@ -113,3 +114,20 @@ def test_any_daily_or_weekly_rule(first: object, hour: int, minutes: int, weekly
     window_start = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=offset)
     with pytest.MonkeyPatch.context() as monkeypatch:
         _same(_calendar(event), window_start, window_start + timedelta(days=length), monkeypatch)
+
+
+@pytest.mark.parametrize("window", [NOV_2026, (datetime(2026, 11, 3, 8, 0, tzinfo=UTC),
+                                               datetime(2026, 11, 3, 8, 12, tzinfo=UTC))])
+def test_alarm_queries_see_the_same_instances(window: tuple[datetime, datetime],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A VALARM time-range is decided on the instances the walk yields (RFC 4791 §9.9)."""
+    data = _calendar("UID:al\r\nDTSTART;TZID=Europe/Berlin:20150105T091500\r\n"
+                     "DTEND;TZID=Europe/Berlin:20150105T093000\r\nRRULE:FREQ=DAILY\r\n"
+                     "BEGIN:VALARM\r\nACTION:DISPLAY\r\nDESCRIPTION:x\r\nTRIGGER:-PT10M\r\nEND:VALARM\r\n")
+    alarm = CompFilter("VCALENDAR", comp_filters=(CompFilter("VEVENT", comp_filters=(
+        CompFilter("VALARM", time_range=TimeRange(*window)),)),))
+    answers = []
+    for periods in (10**9, 200):
+        monkeypatch.setattr(ical_instances, "SKIP_PERIODS", periods)
+        answers.append(matches(data, alarm))
+    assert answers == [True, True]

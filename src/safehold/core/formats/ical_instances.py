@@ -176,6 +176,7 @@ class RecurrenceSet:
         if master is None or shift is None:
             return self._series, master
         moved = master.copy()  # the values are shared; only the two set here are new
+        moved.subcomponents = master.subcomponents  # (a shallow copy has none: its VALARMs)
         for name in ("DTSTART", "DTEND"):
             old = prop(master, name)
             if old is not None:
