@@ -19,6 +19,7 @@ from xml.etree import ElementTree as ET
 import httpx
 import pytest
 
+from tests.support.clients import dav_error
 from tests.support.server import Server
 
 CALDAV = "urn:ietf:params:xml:ns:caldav"
@@ -60,18 +61,6 @@ def alice(server: Server) -> Iterator[httpx.Client]:
         yield c
 
 
-def error_of(r: httpx.Response, status: int, namespace: str, condition: str) -> ET.Element:
-    """The DAV:error body of a refusal, checked: status, element, a message."""
-    assert r.status_code == status, (r.status_code, r.text[:600])
-    assert r.headers["content-type"].startswith("application/xml"), r.headers
-    root = ET.fromstring(r.content)
-    assert root.tag == "{DAV:}error", r.text
-    assert root.find(f"{{{namespace}}}{condition}") is not None, r.text
-    message = root.findtext("{DAV:}responsedescription")
-    assert message and len(message.strip()) > 10, f"no message saying what is wrong: {r.text}"
-    return root
-
-
 @pytest.mark.parametrize("method", ["COPY", "MOVE"])
 def test_copy_move_into_a_calendar_without_the_component_is_refused(
         server: Server, alice: httpx.Client, method: str) -> None:
@@ -79,7 +68,7 @@ def test_copy_move_into_a_calendar_without_the_component_is_refused(
     assert alice.put(src, content=todo(f"todo-{method}")).status_code == 201
     changes = server.changes()
     r = alice.request(method, src, headers={"Destination": server.url + dst})
-    error_of(r, 403, CALDAV, "supported-calendar-component")
+    dav_error(r, 403, CALDAV, "supported-calendar-component")
     assert alice.get(dst).status_code == 404
     assert alice.get(src).content == todo(f"todo-{method}")
     assert server.changes() == changes, f"a refused {method} changed the log"
@@ -108,7 +97,7 @@ def test_copy_move_onto_a_uid_in_use_names_the_resource(
     assert alice.put(holder, content=body).status_code == 201
     changes = server.changes()
     r = alice.request(method, src, headers={"Destination": server.url + dst})
-    root = error_of(r, 409, namespace, "no-uid-conflict")
+    root = dav_error(r, 409, namespace, "no-uid-conflict")
     cond = root.find(f"{{{namespace}}}no-uid-conflict")
     assert cond is not None and cond.findtext("{DAV:}href") == holder, r.text
     assert holder in (root.findtext("{DAV:}responsedescription") or ""), r.text
@@ -138,7 +127,7 @@ def test_copy_move_of_a_collection_where_it_cannot_be_is_refused(
         assert r.status_code == 403, (r.status_code, r.text)
     else:
         assert namespace is not None
-        error_of(r, 403, namespace, condition)
+        dav_error(r, 403, namespace, condition)
     assert alice.request("PROPFIND", dst, headers={"Depth": "0"}).status_code == 404
     assert alice.request("PROPFIND", src, headers={"Depth": "0"}).status_code == 207
     assert server.changes() == changes, f"a refused {method} changed the log"
@@ -157,7 +146,7 @@ def test_put_onto_a_uid_in_use_names_the_url_path(alice: httpx.Client) -> None:
     held = f"{CALS}/events/held-put.ics"
     assert alice.put(held, content=event("same-put")).status_code == 201
     r = alice.put(f"{CALS}/events/again-put.ics", content=event("same-put"))
-    root = error_of(r, 409, CALDAV, "no-uid-conflict")
+    root = dav_error(r, 409, CALDAV, "no-uid-conflict")
     assert f"already used by {held}" in (root.findtext("{DAV:}responsedescription") or ""), r.text
 
 
@@ -225,7 +214,7 @@ def test_report_of_the_other_protocol_is_refused(alice: httpx.Client, collection
                                                  depth: str) -> None:
     r = alice.request("REPORT", collection, headers={"Depth": depth, "Content-Type": "application/xml"},
                       content=body.encode())
-    error_of(r, 403, "DAV:", "supported-report")
+    dav_error(r, 403, "DAV:", "supported-report")
     # The collection's own reports still answer.
     own = CAL_QUERY if collection.startswith(CALS) else BOOK_QUERY
     r = alice.request("REPORT", collection, headers={"Depth": depth, "Content-Type": "application/xml"},

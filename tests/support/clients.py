@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote
+from xml.etree import ElementTree as ET
 
 import httpx
 from lxml import etree
@@ -541,6 +542,20 @@ def server_state(client: httpx.Client, collection: str) -> dict[str, tuple[str, 
         assert g.headers["etag"] == resp.text(_q(DAV, "getetag")), resp.href
         out[resp.href] = (g.headers["etag"], g.content)
     return out
+
+
+def dav_error(r: httpx.Response, status: int, namespace: str, condition: str) -> ET.Element:
+    """The DAV:error body of a refusal, checked: status, no traceback, the precondition
+    element, and a message saying what is wrong."""
+    assert r.status_code == status, (r.status_code, r.text[:600])
+    assert b"Traceback" not in r.content and b'File "' not in r.content, r.text[:2000]
+    assert r.headers["content-type"].startswith("application/xml"), r.headers
+    root = ET.fromstring(r.content)
+    assert root.tag == "{DAV:}error", r.text
+    assert root.find(f"{{{namespace}}}{condition}") is not None, r.text
+    message = root.findtext("{DAV:}responsedescription")
+    assert message and len(message.strip()) > 10, f"no message saying what is wrong: {r.text}"
+    return root
 
 
 def sync_token(client: httpx.Client, collection: str) -> str:

@@ -274,9 +274,10 @@ class StoreDavBackend:
         parts = path.split("/")
         namespace = parts[0]
         if kind in HOME_OF and (namespace != HOME_OF[kind] or len(parts) != 3):
-            ns, what = (CALDAV, "calendar") if kind == CALENDAR else (CARDDAV, "addressbook")
-            raise DavError(403, f"a {what} can only be created directly in your {what} home "
-                           f"{PREFIX}{HOME_OF[kind]}/{self.principal.name}/",
+            ns, what, noun = (CALDAV, "calendar", "a calendar") if kind == CALENDAR \
+                else (CARDDAV, "addressbook", "an address book")
+            raise DavError(403, f"{noun} can only be created, copied or moved directly into your "
+                           f"home {PREFIX}{HOME_OF[kind]}/{self.principal.name}/",
                            condition=f"{what}-collection-location-ok", namespace=ns)
         if kind == COLLECTION and namespace in HOME_OF.values():
             raise DavError(403, "only calendars and address books can be created here")
