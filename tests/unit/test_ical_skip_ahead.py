@@ -72,6 +72,16 @@ def test_the_same_instances_as_the_walk_from_dtstart(event: str, window: tuple[d
     _same(_calendar(event), *window, monkeypatch)
 
 
+def test_a_recurring_todo_keeps_its_due(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DUE moves with DTSTART: left behind, every instance ran from 2015 to its start."""
+    data = (b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\nBEGIN:VTODO\r\nUID:t\r\n"
+            b"DTSTART;TZID=Europe/Berlin:20150105T090000\r\nDUE;TZID=Europe/Berlin:20150105T170000\r\n"
+            b"RRULE:FREQ=DAILY\r\nEND:VTODO\r\nEND:VCALENDAR\r\n")
+    master = RecurrenceSet(main_components(parse(data)), None).master
+    assert ical_instances._skip(master, NOV_2026[0]) is not None
+    assert _same(data, *NOV_2026, monkeypatch) == 34
+
+
 def test_overrides_and_a_moved_instance_are_kept(monkeypatch: pytest.MonkeyPatch) -> None:
     master = ("UID:o\r\nDTSTART;TZID=Europe/Berlin:20150105T091500\r\n"
               "DTEND;TZID=Europe/Berlin:20150105T093000\r\nRRULE:FREQ=DAILY\r\nSUMMARY:standup\r\n")

@@ -41,6 +41,8 @@ MAX_STEPS = 200_000
 # later, when the range begins that far after DTSTART (RecurrenceSet._series_near).
 SKIP_PERIODS = 200
 _PERIOD_DAYS = {"DAILY": 1, "WEEKLY": 7}
+# What moves with DTSTART: every instance keeps its distance to it (a VTODO's DUE too).
+_MOVED_WITH_START = ("DTSTART", "DTEND", "DUE")
 _FREQ_SECONDS = {"SECONDLY": 1, "MINUTELY": 60, "HOURLY": 3600, "DAILY": 86_400,
                  "WEEKLY": 604_800, "MONTHLY": 2_419_200, "YEARLY": 31_536_000}
 
@@ -162,7 +164,7 @@ class RecurrenceSet:
 
     def _series_near(self, start: datetime) -> tuple[Any, Any]:
         """The series to walk for a window beginning at ``start``, and the master it walks
-        from: ours, or a copy whose DTSTART (and DTEND) lie a whole number of the rule's
+        from: ours, or a copy whose DTSTART (and DTEND or DUE) lie a whole number of the rule's
         periods later, at least one period and the instance's length before the window.
 
         From there on the copy's rule yields the same instances: a DAILY or WEEKLY rule
@@ -177,7 +179,7 @@ class RecurrenceSet:
             return self._series, master
         moved = master.copy()  # the values are shared; only the two set here are new
         moved.subcomponents = master.subcomponents  # (a shallow copy has none: its VALARMs)
-        for name in ("DTSTART", "DTEND"):
+        for name in _MOVED_WITH_START:
             old = prop(master, name)
             if old is not None:
                 value = vDDDTypes(old.dt + shift)
