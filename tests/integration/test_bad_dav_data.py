@@ -16,7 +16,7 @@ from xml.etree import ElementTree as ET
 import httpx
 import pytest
 
-from tests.support.clients import dav_error
+from tests.support.clients import dav_error, sync_token
 from tests.support.server import Server
 
 CALDAV = "urn:ietf:params:xml:ns:caldav"
@@ -26,7 +26,6 @@ INVALID_ICAL = sorted((CORPUS / "ical" / "invalid").glob("*.ics"))
 INVALID_VCARD = sorted((CORPUS / "vcard" / "invalid").glob("*.vcf"))
 CAL = "/dav/calendars/alice/anything"  # no supported-calendar-component-set: all components
 BOOK = "/dav/addressbooks/alice/contacts"
-SYNC_TOKEN = (b'<D:propfind xmlns:D="DAV:"><D:prop><D:sync-token/></D:prop></D:propfind>')
 RECURRING = (b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nBEGIN:VEVENT\r\n"
              b"UID:daily@example.org\r\nDTSTAMP:20240101T000000Z\r\nDTSTART:20240101T100000Z\r\n"
              b"DTEND:20240101T110000Z\r\nRRULE:FREQ=DAILY;COUNT=3\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n")
@@ -41,23 +40,15 @@ def alice(server: Server) -> Iterator[httpx.Client]:
         yield c
 
 
-def sync_token(c: httpx.Client, collection: str) -> str:
-    r = c.request("PROPFIND", f"{collection}/", headers={"Depth": "0"}, content=SYNC_TOKEN)
-    assert r.status_code == 207, r.text
-    token = ET.fromstring(r.content).find(".//{DAV:}sync-token")
-    assert token is not None and token.text, r.text
-    return token.text
-
-
 def assert_refused(server: Server, c: httpx.Client, collection: str, body: bytes, content_type: str,
                    status: int, condition: str, namespace: str) -> None:
     url = f"{collection}/refused-{len(server.changes())}.{'ics' if collection == CAL else 'vcf'}"
-    changes, token = server.changes(), sync_token(c, collection)
+    changes, token = server.changes(), sync_token(c, f"{collection}/")
     dav_error(c.put(url, content=body, headers={"Content-Type": content_type}), status, namespace,
               condition)
     assert c.get(url).status_code == 404
     assert server.changes() == changes, "a refused PUT changed the log"
-    assert sync_token(c, collection) == token
+    assert sync_token(c, f"{collection}/") == token
 
 
 @pytest.mark.parametrize("path", INVALID_ICAL, ids=lambda p: p.stem)
