@@ -23,7 +23,7 @@ from safehold.core.items import InvalidItem, index_for
 from safehold.errors import SafeholdError
 from safehold.store import blobs as blobs_mod
 from safehold.store import replication as rep
-from safehold.store.repo import Store
+from safehold.store.repo import Store, index_row
 
 Progress = Callable[[str, int, int], None]
 FETCHERS = 4  # objects downloaded at once: enough to hide an S3 round trip per object
@@ -259,9 +259,7 @@ def _reindex(store: Store, items: list[tuple[str, str, str | None]]) -> int:
             except InvalidItem:
                 continue
             if ix is not None:
-                rows.append({"path": path, "collection": path.rsplit("/", 1)[0],
-                             "component": ix.component, "uid": ix.uid, "start": ix.start,
-                             "end": ix.end, "recurring": ix.recurring})
+                rows.append(index_row(path, ix))  # with a recurring event's instances
     for i in range(0, len(rows), 1000):
         chunk = rows[i:i + 1000]
         store._write(lambda c: c.execute(sa.insert(item_index), chunk))  # noqa: B023 - runs now

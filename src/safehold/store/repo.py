@@ -222,6 +222,14 @@ def _dump_spans(spans: Spans) -> str:
     return ";".join(f"{s},{e}" for s, e in spans)
 
 
+def index_row(path: str, index: ItemIndex) -> dict[str, Any]:
+    """The ``item_index`` row of the item at ``path``: one shape for a write and for
+    restore's rebuild, so that a restored store answers queries as the live one did."""
+    return dict(path=path, collection=parent_of(path), component=index.component, uid=index.uid,
+                start=index.start, end=index.end, recurring=index.recurring,
+                instances=None if index.spans is None else _dump_spans(index.spans))
+
+
 def _load_spans(text: str | None) -> Spans | None:
     if text is None:
         return None
@@ -827,10 +835,7 @@ class Store:
         if index is None:
             fastsql.execute(conn, _DELETE_INDEX, {"k_path": path})
         else:
-            fastsql.execute(conn, _UPSERT_INDEX[conn.dialect.name], dict(
-                path=path, collection=parent_of(path), component=index.component, uid=index.uid,
-                start=index.start, end=index.end, recurring=index.recurring,
-                instances=None if index.spans is None else _dump_spans(index.spans)))
+            fastsql.execute(conn, _UPSERT_INDEX[conn.dialect.name], index_row(path, index))
 
     # -- reads -----------------------------------------------------------------
 
