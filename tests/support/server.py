@@ -57,6 +57,8 @@ class Server:
         # count changes would see its writes, so it is on only where a test asks.
         self.env = {"SAFEHOLD_SLA_PROBE_SECONDS": "0", **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
+        # How `safehold` is run; a test may run it through a wrapper (faulty_vfs.py).
+        self.command = [sys.executable, "-m", "safehold"]
         self.log_path = data_dir.parent / f"server-{self.port}.log"
 
     @property
@@ -67,8 +69,7 @@ class Server:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:  # the child keeps its own copy of the fd
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "safehold", "serve", "--data-dir", str(self.data_dir),
-                 "--port", str(self.port)],
+                [*self.command, "serve", "--data-dir", str(self.data_dir), "--port", str(self.port)],
                 stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env})
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

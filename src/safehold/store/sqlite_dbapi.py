@@ -14,6 +14,7 @@ lock up front and never fails half-way with SQLITE_BUSY_SNAPSHOT.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -79,11 +80,17 @@ class Busy(OperationalError):
     """Another connection (or process) holds the lock this statement needs."""
 
 
+# SQLite tells a failed fsync only by its extended result code: the message is the
+# generic "disk I/O error" (the test that looked for "fsync" in it never matched, so a
+# failed fsync went on as an ordinary write error; tests/integration/test_disk_faults).
+_FSYNC_FAILED = frozenset({apsw.SQLITE_IOERR_FSYNC, apsw.SQLITE_IOERR_DIR_FSYNC})
+
+
 def _translate(exc: apsw.Error) -> DatabaseError:
     if isinstance(exc, apsw.ConstraintError):
         return IntegrityError(str(exc))
-    if isinstance(exc, apsw.IOError) and "fsync" in str(exc).lower():
-        return FsyncFailed(str(exc))
+    if isinstance(exc, apsw.IOError) and getattr(exc, "extendedresult", None) in _FSYNC_FAILED:
+        return FsyncFailed(str(exc) or "disk I/O error (fsync)")
     if isinstance(exc, apsw.SQLError):
         return OperationalError(str(exc))
     if isinstance(exc, (apsw.BusyError, apsw.LockedError)):
@@ -322,10 +329,16 @@ class Connection:
         return self._db
 
 
+# Only tests set this: the name of an SQLite VFS registered in the process (a fault-
+# injecting one that fails fsync or write on demand, tests/support/faulty_vfs.py), read
+# at each connection (docs/testing.md).
+TEST_VFS_ENV = "SAFEHOLD_TEST_SQLITE_VFS"
+
+
 def connect(database: str, timeout: float = 30.0, **_: Any) -> Connection:
     flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE | apsw.SQLITE_OPEN_URI
     try:
-        db = apsw.Connection(database, flags=flags)
+        db = apsw.Connection(database, flags=flags, vfs=os.environ.get(TEST_VFS_ENV))
     except apsw.Error as exc:
         raise _translate(exc) from exc
     conn = Connection(db, int(timeout * 1000))

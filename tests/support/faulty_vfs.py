@@ -1,0 +1,61 @@
+"""A fault-injecting SQLite VFS: the real "unix" VFS below a real database, except
+that, while a switch file exists, every xSync (fsync) or xWrite of a database's WAL
+file fails with SQLITE_IOERR_FSYNC or SQLITE_IOERR_WRITE, as a disk that refuses.
+
+The switches are files in the folder named by ``SAFEHOLD_TEST_FAULTS`` (``fail-sync``,
+``fail-write``), so that a test flips them in a server process it started. Run as a
+script, this module registers the VFS and then runs the ``safehold`` CLI with its
+arguments (``python faulty_vfs.py serve --data-dir …``); with
+``SAFEHOLD_TEST_SQLITE_VFS=faulty`` every connection of the store uses it. The VFS is
+registered at import, so a spawned child process (which re-imports this script as its
+main module) has it too."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import apsw
+
+NAME = "faulty"
+FAULTS_ENV = "SAFEHOLD_TEST_FAULTS"
+FAIL_SYNC = "fail-sync"
+FAIL_WRITE = "fail-write"
+
+
+def _failing(switch: str) -> bool:
+    folder = os.environ.get(FAULTS_ENV)
+    return folder is not None and (Path(folder) / switch).exists()
+
+
+class FaultyFile(apsw.VFSFile):
+    def __init__(self, inherit: str, name: apsw.URIFilename | str | None, flags: list[int]) -> None:
+        # Only the WAL: a commit in WAL mode writes and fsyncs the log, not the database.
+        self.wal = bool(flags[0] & apsw.SQLITE_OPEN_WAL)
+        super().__init__(inherit, name, flags)
+
+    def xSync(self, flags: int) -> None:
+        if self.wal and _failing(FAIL_SYNC):
+            raise apsw.exception_for(apsw.SQLITE_IOERR_FSYNC)
+        super().xSync(flags)
+
+    def xWrite(self, data: bytes, offset: int) -> None:
+        if self.wal and _failing(FAIL_WRITE):
+            raise apsw.exception_for(apsw.SQLITE_IOERR_WRITE)
+        super().xWrite(data, offset)
+
+
+class FaultyVFS(apsw.VFS):
+    def __init__(self) -> None:
+        super().__init__(NAME, "unix")
+
+    def xOpen(self, name: apsw.URIFilename | str | None, flags: list[int]) -> FaultyFile:
+        return FaultyFile("unix", name, flags)
+
+
+VFS = FaultyVFS()
+
+if __name__ == "__main__":
+    from safehold.cli.main import main
+
+    main(prog_name="safehold")
