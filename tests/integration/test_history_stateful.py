@@ -263,9 +263,8 @@ class HistoryMachine(RuleBasedStateMachine):
                 principal = store.principal("alice")
                 assert principal is not None
                 try:
-                    plans = build(hist)
-                    for plan in plans:
-                        done = core.execute(hist, principal.id, plan, Actor(None, "safehold-test"))
+                    for done in core.execute_all(hist, principal.id, build(hist),
+                                                 Actor(None, "safehold-test")):
                         written.append((done.target, done.seq,
                                         [(op.action, op.path) for op in done.ops]))
                 except SafeholdError as exc:

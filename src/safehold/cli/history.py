@@ -67,7 +67,7 @@ def _run(settings: Settings, user: str, build: Any, dry_run: bool, as_json: bool
         plans = build(hist)
         if not dry_run:
             actor = Actor(None, "safehold-cli")
-            plans = [core.execute(hist, owner, p, actor) for p in plans]
+            plans = core.execute_all(hist, owner, plans, actor)  # all or nothing
     except SafeholdError as exc:
         raise click.ClickException(str(exc)) from exc
     _print_plans(plans, dry_run, as_json)

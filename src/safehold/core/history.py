@@ -2,7 +2,9 @@
 
 Every restore is planned as a list of RestoreOps and written as ONE new change on
 top of the log: nothing in the past is touched, the restore itself can be undone,
-and sync clients see ordinary forward changes with new ETags (DESIGN promise 8)."""
+and sync clients see ordinary forward changes with new ETags (DESIGN promise 8).
+A restore-user is one plan (one change) per home, all written in one transaction:
+a user is never left half in the past (``execute_all``)."""
 
 from __future__ import annotations
 
@@ -26,7 +28,11 @@ class HistoryPort(Protocol):
     def current(self, prefix: str) -> dict[str, Version]: ...
     def kind_of(self, path: str) -> str | None: ...
     def blob(self, blob_hash: str) -> bytes: ...
-    def apply(self, owner_id: int, target: str, ops: list[RestoreOp], actor: Actor) -> int: ...
+    def apply(self, owner_id: int, changes: list[tuple[str, list[RestoreOp]]],
+              actor: Actor) -> list[int]:
+        """Write each (target, ops) as a change of its own, all in one transaction (a
+        failure in any writes none of them; a Conflict names its target); their seqs."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -154,7 +160,15 @@ def plan_restore_user(history: HistoryPort, name: str, seq: int) -> list[Plan]:
 
 
 def execute(history: HistoryPort, owner_id: int, plan: Plan, actor: Actor) -> Plan:
-    if not plan.ops:
-        return plan
-    seq = history.apply(owner_id, plan.target, plan.ops, actor)
-    return Plan(plan.target, plan.to_seq, plan.ops, seq)
+    return execute_all(history, owner_id, [plan], actor)[0]
+
+
+def execute_all(history: HistoryPort, owner_id: int, plans: list[Plan], actor: Actor) -> list[Plan]:
+    """Write every plan that changes something, each as its own change (the history
+    shows one restore per home, as before), all or none: a restore-user that fails on
+    its third home must not leave the first two restored."""
+    todo = [p for p in plans if p.ops]
+    if not todo:
+        return plans
+    seqs = iter(history.apply(owner_id, [(p.target, p.ops) for p in todo], actor))
+    return [Plan(p.target, p.to_seq, p.ops, next(seqs)) if p.ops else p for p in plans]

@@ -106,7 +106,7 @@ class Api:
 
     def _run(self, p: Principal, a: Actor, plans: list[core.Plan], dry: bool) -> tuple[int, Any]:
         if not dry:
-            plans = [core.execute(self.history, p.id, plan, a) for plan in plans]
+            plans = core.execute_all(self.history, p.id, plans, a)  # all or nothing
         return 200, {"dry_run": dry, "plans": [plan_json(plan) for plan in plans]}
 
     def _undelete(self, p: Principal, a: Actor, q: dict[str, str], d: dict[str, Any]) -> tuple[int, Any]:

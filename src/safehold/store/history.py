@@ -83,51 +83,69 @@ def version_by_seq(store: Store, path: str, seq: int) -> Version | None:
     return None
 
 
-def apply(store: Store, owner_id: int, target: str, ops: list[RestoreOp], actor: Actor,
-          op: str = "restore") -> int:
-    """Write ``ops`` as one change; returns its seq. Deletions go first so that a
-    rollback that swaps UIDs between paths never trips the UID check half-way."""
-    def tx(conn: Connection) -> int:
-        seq = store._append_change(conn, op, owner_id, target, actor)
-        now = store.clock()
-        for step in sorted((o for o in ops if o.action == "delete"), key=lambda o: o.path, reverse=True):
-            row = conn.execute(sa.select(resource).where(resource.c.path == step.path)).first()
-            if row is None:
-                continue
-            conn.execute(sa.insert(version).values(
-                seq=seq, owner_id=row.owner_id, path=row.path, parent=row.parent, kind=row.kind,
-                op=op, deleted=True, blob_hash=None, size=0, etag="", content_type=None,
-                props="{}", created_at=now))
-            conn.execute(sa.delete(resource).where(resource.c.path == step.path))
-            conn.execute(sa.delete(item_index).where(item_index.c.path == step.path))
-            conn.execute(sa.delete(lock).where(lock.c.path == step.path))
-        writes = sorted((o for o in ops if o.action != "delete"), key=lambda o: o.path)
-        # Every path being rewritten gives up its index row first: a rollback across a
-        # UID swap (a.vcf and b.vcf exchanged UIDs) must not trip over itself.
-        paths = [o.path for o in writes]
-        for i in range(0, len(paths), 500):
-            conn.execute(sa.delete(item_index).where(item_index.c.path.in_(paths[i:i + 500])))
-        for step in writes:
-            src = step.source
-            assert src is not None
-            parent = conn.execute(sa.select(resource.c.kind).where(
-                resource.c.path == parent_of(step.path))).scalar()
-            if parent is None or parent == ITEM:
-                raise Conflict(f"cannot restore {step.path!r}: its parent collection does not "
-                               "exist; restore the parent first")
-            if step.index is not None:
-                store._check_uid(conn, parent_of(step.path), step.index.uid, step.path)
-            if src.blob_hash is not None and not blobs.exists(conn, src.blob_hash):
-                raise Conflict(f"the content of {step.path!r} at change {src.seq} was removed by "
-                               "retention (safehold prune); choose a later version")
-            existing = store._get(conn, step.path)
-            store._write_version(conn, seq, op, path=step.path, owner_id=owner_id, kind=src.kind,
-                                 blob_hash=src.blob_hash, size=src.size,
-                                 content_type=src.content_type, props=src.props,
-                                 created_at=existing.created_at if existing else None)
-            store._write_index(conn, step.path, step.index)
-        return seq
+def apply(store: Store, owner_id: int, changes: list[tuple[str, list[RestoreOp]]], actor: Actor,
+          op: str = "restore") -> list[int]:
+    """Write each (target, ops) as a change of its own, all in ONE transaction: if one
+    fails, none is written (a restore-user is all or nothing), and a Conflict says which
+    target failed. Returns their seqs."""
+    def tx(conn: Connection) -> list[int]:
+        seqs = []
+        for target, ops in changes:
+            try:
+                seqs.append(_write_restore(store, conn, owner_id, target, ops, actor, op))
+            except Conflict as exc:
+                if len(changes) == 1:
+                    raise  # the message names the path already (rollback, undelete)
+                raise Conflict(f"restoring {target!r} failed, so nothing was restored: "
+                               f"{exc}") from exc
+        return seqs
     return store._write(tx)
+
+
+def _write_restore(store: Store, conn: Connection, owner_id: int, target: str,
+                   ops: list[RestoreOp], actor: Actor, op: str) -> int:
+    """Write ``ops`` as one change in ``conn``'s transaction; returns its seq. Deletions
+    go first so that a rollback that swaps UIDs between paths never trips the UID check
+    half-way."""
+    seq = store._append_change(conn, op, owner_id, target, actor)
+    now = store.clock()
+    for step in sorted((o for o in ops if o.action == "delete"), key=lambda o: o.path, reverse=True):
+        row = conn.execute(sa.select(resource).where(resource.c.path == step.path)).first()
+        if row is None:
+            continue
+        conn.execute(sa.insert(version).values(
+            seq=seq, owner_id=row.owner_id, path=row.path, parent=row.parent, kind=row.kind,
+            op=op, deleted=True, blob_hash=None, size=0, etag="", content_type=None,
+            props="{}", created_at=now))
+        conn.execute(sa.delete(resource).where(resource.c.path == step.path))
+        conn.execute(sa.delete(item_index).where(item_index.c.path == step.path))
+        conn.execute(sa.delete(lock).where(lock.c.path == step.path))
+    writes = sorted((o for o in ops if o.action != "delete"), key=lambda o: o.path)
+    # Every path being rewritten gives up its index row first: a rollback across a
+    # UID swap (a.vcf and b.vcf exchanged UIDs) must not trip over itself.
+    paths = [o.path for o in writes]
+    for i in range(0, len(paths), 500):
+        conn.execute(sa.delete(item_index).where(item_index.c.path.in_(paths[i:i + 500])))
+    for step in writes:
+        src = step.source
+        assert src is not None
+        parent = conn.execute(sa.select(resource.c.kind).where(
+            resource.c.path == parent_of(step.path))).scalar()
+        if parent is None or parent == ITEM:
+            raise Conflict(f"cannot restore {step.path!r}: its parent collection does not "
+                           "exist; restore the parent first")
+        if step.index is not None:
+            store._check_uid(conn, parent_of(step.path), step.index.uid, step.path)
+        if src.blob_hash is not None and not blobs.exists(conn, src.blob_hash):
+            raise Conflict(f"the content of {step.path!r} at change {src.seq} was removed by "
+                           "retention (safehold prune); choose a later version")
+        existing = store._get(conn, step.path)
+        store._write_version(conn, seq, op, path=step.path, owner_id=owner_id, kind=src.kind,
+                             blob_hash=src.blob_hash, size=src.size,
+                             content_type=src.content_type, props=src.props,
+                             created_at=existing.created_at if existing else None)
+        store._write_index(conn, step.path, step.index)
+    return seq
 
 
 class History:
@@ -164,5 +182,6 @@ class History:
     def blob(self, blob_hash: str) -> bytes:
         return blobs.read_all(self.store.engine, blob_hash)
 
-    def apply(self, owner_id: int, target: str, ops: list[RestoreOp], actor: Actor) -> int:
-        return apply(self.store, owner_id, target, ops, actor)
+    def apply(self, owner_id: int, changes: list[tuple[str, list[RestoreOp]]],
+              actor: Actor) -> list[int]:
+        return apply(self.store, owner_id, changes, actor)
