@@ -10,6 +10,7 @@ import hmac
 import json
 import os
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -43,8 +44,19 @@ class Key:
     def seal(self, plaintext: bytes, name: str) -> bytes:
         """Compress, then encrypt; the object name is authenticated too, so an
         object copied to another name fails to open."""
+        return self._encrypt(zstandard.ZstdCompressor(level=3).compress(plaintext), name)
+
+    def seal_pieces(self, pieces: Iterable[bytes], size: int, name: str) -> bytes:
+        """``seal`` of the plaintext ``b"".join(pieces)`` without ever holding it: only
+        its compressed form is. ``size`` is the plaintext's length, written in the zstd
+        frame as ``seal`` writes it; a plaintext of another length fails (ZstdError)."""
+        packer = zstandard.ZstdCompressor(level=3).compressobj(size=size)
+        compressed = [packer.compress(piece) for piece in pieces]
+        compressed.append(packer.flush())
+        return self._encrypt(b"".join(compressed), name)
+
+    def _encrypt(self, body: bytes, name: str) -> bytes:
         nonce = secrets.token_bytes(12)
-        body = zstandard.ZstdCompressor(level=3).compress(plaintext)
         return MAGIC + nonce + AESGCM(self.secret).encrypt(nonce, body, name.encode())
 
     def open(self, data: bytes, name: str) -> bytes:

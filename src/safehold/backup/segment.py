@@ -33,8 +33,9 @@ import hashlib
 import json
 import re
 import struct
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 from safehold.backup.crypto import CorruptObject, Key
 
@@ -94,6 +95,35 @@ def encode(key: Key, name: str, body: dict[str, Any],
                         separators=(",", ":")).encode()
     return key.seal(b"".join([MAGIC2, _LEN.pack(len(header)), header,
                               *(data for _, data in inline or [])]), name)
+
+
+def encode_snapshot(key: Key, name: str, head: dict[str, Any], tables: BinaryIO, tables_size: int,
+                    blobs: list[dict[str, Any]], inline: list[tuple[str, int]],
+                    bodies: Iterable[bytes]) -> bytes:
+    """``encode(key, name, {**head, "tables": T, "blobs": blobs}, inline bodies)`` for a
+    snapshot whose tables ``T`` are already JSON in ``tables`` (``tables_size`` bytes,
+    replication.snapshot_json) and whose inline bodies come one by one from ``bodies``
+    (``inline`` lists each one's hash and length): the same plaintext, sealed without
+    holding it (Key.seal_pieces). A body of another length than listed fails."""
+    start = (json.dumps({**head, "format": FORMAT}, separators=(",", ":"))[:-1]
+             + ',"tables":').encode()
+    end = (',"blobs":' + json.dumps(blobs, separators=(",", ":")) + ',"inline":'
+           + json.dumps([[h, n] for h, n in inline], separators=(",", ":")) + "}").encode()
+    header_size = len(start) + tables_size + len(end)
+
+    def pieces() -> Iterator[bytes]:
+        yield MAGIC2 + _LEN.pack(header_size) + start
+        tables.seek(0)
+        while chunk := tables.read(1 << 20):
+            yield chunk
+        yield end
+        for (sha, length), data in zip(inline, bodies, strict=True):
+            if len(data) != length:
+                raise ValueError(f"{name}: inline body {sha[:16]}… is {len(data)} bytes, "
+                                 f"not the {length} its row says")
+            yield data
+    size = len(MAGIC2) + _LEN.size + header_size + sum(n for _, n in inline)
+    return key.seal_pieces(pieces(), size, name)
 
 
 def parse(name: str, plain: bytes) -> dict[str, Any]:

@@ -5,9 +5,10 @@ the segment, then the manifest: a replica never names data it does not hold."""
 from __future__ import annotations
 
 import logging
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +54,9 @@ class _Build:
 
 SNAPSHOT_RETRY_SECONDS = 60.0  # after a failed background snapshot
 MARK_INLINE_BATCH = 1000  # hashes of a snapshot's inline set unpacked and recorded at a time
+# Blob rows and small bodies a snapshot reads at a time (a multiple of fastsql.IN_MAX, so
+# that the rows come in the order one read of them all gives).
+SNAPSHOT_ROWS = 4096
 _HASH_CHARS = 64  # a blob's hash: sha256, hex
 
 
@@ -344,29 +348,46 @@ class Shipper:
         entry = next((s for s in man.snapshots if s.get("name") == name), None)
         if entry is not None and replica.exists(name):
             return BuiltSnapshot(entry, None, [])
-        tables = rep.snapshot(self.store, seq)
-        gone = {r["version_id"] for r in tables["pruned"]}
-        hashes = sorted({v["blob_hash"] for v in tables["version"]
-                         if v["blob_hash"] and v["id"] not in gone})
-        # Every small body an unpruned version needs travels inside the snapshot, so that
-        # the segments before it may go (replica retention) and later segments need not
-        # carry those bodies again (segment.py, the dedupe rule).
-        rows = rep.blob_rows(self.store, hashes)
-        small = [r["hash"] for r in rows if int(r["size"]) <= segment.INLINE_MAX
-                 and int(r["chunks"]) == 1]
-        data_of = rep.small_bodies(self.store, small)
-        inline = [(h, data_of[h]) for h in small if h in data_of]
-        object_rows = [r for r in rows if r["hash"] not in data_of]
-        uploaded = self._upload_blobs(replica, [r["hash"] for r in object_rows])
-        body = {"format": segment.FORMAT, "lineage": self.lineage, "seq": seq,
-                "tables": tables, "blobs": object_rows}
-        data = segment.encode(self.key, name, body, inline)
+        # Built as it is written, never whole in memory: the tables go as JSON to a
+        # temporary file, the bodies come from the database a batch at a time, and only
+        # the compressed object is held (segment.encode_snapshot).
+        self.store.tmp_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=self.store.tmp_dir) as tables:
+            tables_size, hashes = rep.snapshot_json(self.store, seq, tables)
+            # Every small body an unpruned version needs travels inside the snapshot, so
+            # that the segments before it may go (replica retention) and later segments
+            # need not carry those bodies again (segment.py, the dedupe rule).
+            small: list[tuple[str, int]] = []
+            object_rows: list[dict[str, Any]] = []
+            for i in range(0, len(hashes), SNAPSHOT_ROWS):
+                for r in rep.blob_rows(self.store, hashes[i:i + SNAPSHOT_ROWS]):
+                    if int(r["size"]) <= segment.INLINE_MAX and int(r["chunks"]) == 1:
+                        small.append((r["hash"], int(r["size"])))
+                    else:
+                        object_rows.append(r)
+            uploaded = self._upload_blobs(replica, [r["hash"] for r in object_rows])
+            head = {"format": segment.FORMAT, "lineage": self.lineage, "seq": seq}
+            data = segment.encode_snapshot(self.key, name, head, tables, tables_size, object_rows,
+                                           small, self._small_bodies(name, small))
         replica.put_once(name, data)
         # One bytes object, not a list of str: the server unpacks it a batch at a time,
         # so that its resident size never holds a string per body (100,000 at that scale).
-        carried = "".join(h for h, _ in inline).encode("ascii")
+        carried = "".join(h for h, _ in small).encode("ascii")
         return BuiltSnapshot({"name": name, "seq": seq, "size": len(data), "at": self.clock()},
                              carried, uploaded)
+
+    def _small_bodies(self, name: str, small: list[tuple[str, int]]) -> Iterator[bytes]:
+        """The bodies of ``small`` in its order, read a batch at a time. One the
+        database no longer holds (retention pruned it since its row was read) fails
+        this snapshot, which is built again later, rather than leaving it out."""
+        for i in range(0, len(small), SNAPSHOT_ROWS):
+            part = [h for h, _ in small[i:i + SNAPSHOT_ROWS]]
+            found = rep.small_bodies(self.store, part)
+            for h in part:
+                if h not in found:
+                    raise SafeholdError(f"{name}: the body {h[:16]}… went away while the "
+                                        "snapshot was built; it is built again later")
+                yield found[h]
 
     def note_built(self, replica: ReplicaClient, man: manifest_mod.Manifest,
                    built: BuiltSnapshot) -> None:
