@@ -4,6 +4,8 @@ the small builders here are shared with them."""
 
 from __future__ import annotations
 
+import time
+
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -469,6 +471,27 @@ def test_tzid_with_an_unquoted_comma_is_an_unknown_zone_not_a_crash() -> None:
     info = inspect_calendar(data)
     assert info.start is not None and info.end is not None and info.start < info.end
     assert ical.matches(data, CompFilter("VCALENDAR", comp_filters=(CompFilter("VEVENT"),)))
+
+
+@pytest.mark.parametrize("rule", ["FREQ=YEARLY;INTERVAL=0;BYMONTH=3;BYDAY=2SU",
+                                  "FREQ=SECONDLY", "FREQ=DAILY;INTERVAL=-1"])
+def test_a_vtimezone_rule_that_cannot_be_walked_is_an_unknown_zone(rule: str) -> None:
+    """dateutil walks an observance's rule from its DTSTART: INTERVAL=0 never ended (a
+    PUT held its worker for good) and FREQ=SECONDLY took minutes. Such a definition is
+    not read; its TZID is then unknown and the times floating (stored, indexed widely)."""
+    zone = ["BEGIN:VTIMEZONE", "TZID:Nowhere",
+            "BEGIN:DAYLIGHT", "DTSTART:20070311T020000", f"RRULE:{rule}",
+            "TZOFFSETFROM:-0500", "TZOFFSETTO:-0400", "END:DAYLIGHT",
+            "BEGIN:STANDARD", "DTSTART:20071104T020000", "TZOFFSETFROM:-0400",
+            "TZOFFSETTO:-0500", "END:STANDARD", "END:VTIMEZONE"]
+    data = calendar(*zone, *component("VEVENT", "DTSTART;TZID=Nowhere:20261031T220000",
+                                      "DURATION:PT1H"))
+    began = time.monotonic()
+    info = inspect_calendar(data)
+    assert time.monotonic() - began < 5
+    floating = inspect_calendar(calendar(*component("VEVENT", "DTSTART:20261031T220000",
+                                                    "DURATION:PT1H")))
+    assert (info.start, info.end) == (floating.start, floating.end)
 
 
 def test_a_vtimezone_whose_rule_dateutil_cannot_evaluate_is_an_unknown_zone() -> None:

@@ -333,12 +333,26 @@ def _definition_text(vtimezone: Any) -> str | None:
     return "\r\n".join(lines) + "\r\n"
 
 
+# dateutil walks an observance's RRULE from its DTSTART to find the offset in effect: with
+# INTERVAL=0 it never stops (a PUT held its worker for good), and a rule recurring every
+# second takes minutes. Time zone rules recur yearly; monthly is allowed too.
+_WALKABLE = frozenset({"YEARLY", "MONTHLY"})
+
+
+def walkable_rule(rule: Any) -> bool:
+    """Whether an observance's RRULE (a vRecur) can be walked to find an offset."""
+    freq = str(rule.get("FREQ", [""])[0]).upper()
+    return freq in _WALKABLE and all(isinstance(n, int) and n >= 1 for n in rule.get("INTERVAL", [1]))
+
+
 def _observance_lines(rule: Any) -> list[str] | None:
     start = getattr(rule.get("DTSTART"), "dt", None)
     offset_from = getattr(rule.get("TZOFFSETFROM"), "td", None)
     offset_to = getattr(rule.get("TZOFFSETTO"), "td", None)
     if not isinstance(start, date) or offset_from is None or offset_to is None:
         return None
+    if not all(walkable_rule(r) for r in as_list(rule.get("RRULE"))):
+        return None  # the definition is not read: its TZID resolves as an unknown one
     lines = [f"BEGIN:{rule.name}", f"DTSTART:{_wall_clock(start)}",
              f"TZOFFSETFROM:{_offset(offset_from)}", f"TZOFFSETTO:{_offset(offset_to)}"]
     lines += [f"RRULE:{r.to_ical().decode()}" for r in as_list(rule.get("RRULE"))]
