@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from safehold.core.history import HOMES
 from safehold.core.model import ITEM, Actor, RestoreOp, Version, load_props, parent_of
 from safehold.errors import Conflict
 from safehold.store import blobs
@@ -131,7 +132,10 @@ def _write_restore(store: Store, conn: Connection, owner_id: int, target: str,
         assert src is not None
         parent = conn.execute(sa.select(resource.c.kind).where(
             resource.c.path == parent_of(step.path))).scalar()
-        if parent is None or parent == ITEM:
+        # A home ("addressbooks/alice") has no stored parent: its own properties are
+        # restored like any collection's (a restore-user failed on them).
+        is_home = step.path.count("/") == 1 and parent_of(step.path) in HOMES
+        if not is_home and (parent is None or parent == ITEM):
             raise Conflict(f"cannot restore {step.path!r}: its parent collection does not "
                            "exist; restore the parent first")
         if step.index is not None:
