@@ -1,7 +1,9 @@
 """Floating and all-day times in time-range reports, over real HTTP (RFC 4791 §7.3, §9.8,
 §9.9): a calendar-query reads them in the zone of its CALDAV:timezone, else in the
 calendar's CALDAV:calendar-timezone, else (no zone anywhere) in UTC as before; a
-free-busy-query in the property's zone. A phone in New York asking for 1 November from
+free-busy-query, and a calendar-multiget's expand and limit-recurrence-set, in the
+property's zone. MKCALENDAR and PROPPATCH take only a property value that such a report
+can read (RFC 4791 §5.2.2, §5.3.1.1). A phone in New York asking for 1 November from
 00:00 UTC must get the all-day event of 31 October, which lasts there until 04:00 UTC.
 
 The index keeps floating times widened for the zones of UTC-12 to UTC+14
@@ -186,3 +188,110 @@ def test_invalid_timezone_is_refused(server: Server, alice: httpx.Client, text: 
     changes = server.changes()
     dav_error(query(alice, PLAIN, NOV_1, NOV_2, text), 403, CALDAV, "valid-calendar-data")
     assert server.changes() == changes
+
+
+MULTIGET_CAL = f"{CALS}/tz-multiget/"
+# Weekly on Saturdays 22:00 floating, the instance of 31 October moved by an hour: in New
+# York that instance (and its original time) falls on 1 November UTC, in UTC it does not.
+MOVED = (b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//safehold tests//EN\r\n"
+         b"BEGIN:VEVENT\r\nUID:moved\r\nDTSTAMP:20261001T000000Z\r\nDTSTART:20261003T220000\r\n"
+         b"DURATION:PT1H\r\nRRULE:FREQ=WEEKLY;COUNT=10\r\nSUMMARY:weekly\r\nEND:VEVENT\r\n"
+         b"BEGIN:VEVENT\r\nUID:moved\r\nDTSTAMP:20261001T000000Z\r\nRECURRENCE-ID:20261031T220000\r\n"
+         b"DTSTART:20261031T230000\r\nDURATION:PT1H\r\nSUMMARY:moved\r\nEND:VEVENT\r\n"
+         b"END:VCALENDAR\r\n")
+
+
+def multiget(c: httpx.Client, path: str, hrefs: list[str], element: str) -> dict[str, str]:
+    """name -> calendar-data of a calendar-multiget with ``element`` (expand or
+    limit-recurrence-set) over 1 November UTC."""
+    body = (f'<C:calendar-multiget xmlns:D="DAV:" xmlns:C="{CALDAV}"><D:prop><D:getetag/>'
+            f'<C:calendar-data><C:{element} start="{NOV_1}" end="{NOV_2}"/></C:calendar-data>'
+            "</D:prop>" + "".join(f"<D:href>{h}</D:href>" for h in hrefs) + "</C:calendar-multiget>")
+    r = c.request("REPORT", path, content=body.encode(), headers={**XML, "Depth": "1"})
+    return {name: data.replace("\r\n", "\n") for name, data in found(r).items()}
+
+
+def test_multiget_reads_floating_times_in_the_calendar_timezone(alice: httpx.Client) -> None:
+    # A calendar with the zone from its creation; the request-URI names it, or the object.
+    for path in (NEW_YORK, f"{NEW_YORK}weekly.ics"):
+        data = multiget(alice, path, [f"{NEW_YORK}weekly.ics"], "expand")["weekly"]
+        assert "RECURRENCE-ID:20261031T220000" in data and data.count("BEGIN:VEVENT") == 1, data
+    assert "BEGIN:VEVENT" not in multiget(alice, PLAIN, [f"{PLAIN}weekly.ics"], "expand")["weekly"]
+    # A calendar given the zone later: the same object's answer changes (the response
+    # cache keeps zones apart).
+    mkcalendar(alice, MULTIGET_CAL)
+    href = f"{MULTIGET_CAL}moved.ics"
+    assert alice.put(href, content=MOVED).status_code == 201
+    assert "BEGIN:VEVENT" not in multiget(alice, MULTIGET_CAL, [href], "expand")["moved"]
+    assert "SUMMARY:moved" not in multiget(alice, MULTIGET_CAL, [href], "limit-recurrence-set")["moved"]
+    r = proppatch(alice, MULTIGET_CAL, f"<C:calendar-timezone>{IANA_NEW_YORK}</C:calendar-timezone>")
+    assert r.status_code == 207 and " 200 " in r.text and " 403 " not in r.text, r.text
+    data = multiget(alice, MULTIGET_CAL, [href], "expand")["moved"]
+    assert "RECURRENCE-ID:20261031T220000" in data and "SUMMARY:moved" in data, data
+    assert data.count("BEGIN:VEVENT") == 1, data
+    data = multiget(alice, MULTIGET_CAL, [href], "limit-recurrence-set")["moved"]
+    assert "SUMMARY:moved" in data and "SUMMARY:weekly" in data, data
+
+
+def proppatch(c: httpx.Client, path: str, props: str) -> httpx.Response:
+    body = (f'<D:propertyupdate xmlns:D="DAV:" xmlns:C="{CALDAV}"><D:set><D:prop>{props}'
+            "</D:prop></D:set></D:propertyupdate>")
+    return c.request("PROPPATCH", path, content=body.encode(), headers=XML)
+
+
+def calendar_props(c: httpx.Client, path: str) -> httpx.Response:
+    body = (f'<D:propfind xmlns:D="DAV:" xmlns:C="{CALDAV}"><D:prop><D:displayname/>'
+            "<C:calendar-timezone/></D:prop></D:propfind>")
+    return c.request("PROPFIND", path, content=body.encode(), headers={**XML, "Depth": "0"})
+
+
+# Values the old check (the text "BEGIN:VTIMEZONE" somewhere) let through, and that no
+# report could read.
+UNREADABLE = {
+    "words": "BEGIN:VTIMEZONE is what this would need",
+    "two-vtimezones": IANA_NEW_YORK.replace("END:VCALENDAR\r\n",
+                                            OWN_EASTERN[OWN_EASTERN.index("BEGIN:VTIMEZONE"):]),
+    "no-rules": vtimezone("Nowhere/Unknown"),
+    "interval-0": vtimezone("Endless", ("DAYLIGHT", "20070311T020000",
+                                        "FREQ=YEARLY;INTERVAL=0;BYMONTH=3;BYDAY=2SU", "-0500", "-0400"),
+                            US_RULES[1]),
+}
+
+
+@pytest.mark.parametrize("case", UNREADABLE)
+def test_mkcalendar_with_an_unreadable_calendar_timezone_is_refused(
+        server: Server, alice: httpx.Client, case: str) -> None:
+    path, changes = f"{CALS}/tz-refused-{case}/", server.changes()
+    body = (f'<C:mkcalendar xmlns:D="DAV:" xmlns:C="{CALDAV}"><D:set><D:prop>'
+            "<D:displayname>Refused</D:displayname><C:calendar-timezone><![CDATA["
+            f"{UNREADABLE[case]}]]></C:calendar-timezone></D:prop></D:set></C:mkcalendar>")
+    r = alice.request("MKCALENDAR", path, content=body.encode(), headers=XML)
+    dav_error(r, 403, CALDAV, "valid-calendar-data")
+    assert calendar_props(alice, path).status_code == 404, "a refused MKCALENDAR created it"
+    assert server.changes() == changes
+
+
+@pytest.mark.parametrize("case", UNREADABLE)
+def test_proppatch_of_an_unreadable_calendar_timezone_is_refused(
+        server: Server, alice: httpx.Client, case: str) -> None:
+    before, changes = calendar_props(alice, PLAIN).content, server.changes()
+    r = proppatch(alice, PLAIN, "<D:displayname>Renamed</D:displayname><C:calendar-timezone>"
+                                f"<![CDATA[{UNREADABLE[case]}]]></C:calendar-timezone>")
+    assert r.status_code == 207, r.text
+    statuses = {}
+    for ps in ET.fromstring(r.content).iter(f"{D}propstat"):
+        for prop in ps.iterfind(f"{D}prop/*"):
+            statuses[prop.tag] = (ps.findtext(f"{D}status") or "", ps.find(f"{D}error/{C}valid-calendar-data"))
+    status, error = statuses[f"{C}calendar-timezone"]
+    assert " 403 " in status and error is not None, r.text
+    assert " 424 " in statuses[f"{D}displayname"][0], r.text
+    assert calendar_props(alice, PLAIN).content == before
+    assert server.changes() == changes, "a refused PROPPATCH changed the log"
+
+
+def test_a_utc_calendar_timezone_is_taken(alice: httpx.Client) -> None:
+    path = f"{CALS}/tz-utc/"
+    mkcalendar(alice, path, UTC)
+    for name in ("all-day", "edge"):
+        assert alice.put(f"{path}{name}.ics", content=ics(name, EVENTS[name])).status_code == 201
+    assert set(found(query(alice, path, NOV_1, NOV_2))) == {"edge"}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from safehold.caldav import CALDAV, c
 from safehold.caldav.props import COMPONENTS
+from safehold.core.formats import ical
+from safehold.core.formats.ical_zone import report_zone
 from safehold.dav import handler, xml
 from safehold.dav.backend import DavBackend
 from safehold.dav.errors import DavError
@@ -30,9 +32,15 @@ def validate(stored: dict[str, str]) -> None:
             raise DavError(403, f"unsupported calendar components {names}",
                            condition="supported-calendar-component", namespace=CALDAV)
     tz = stored.get(c("calendar-timezone"))
-    if tz is not None and "BEGIN:VTIMEZONE" not in (xml.parse_fragment(tz).text or ""):
-        raise DavError(403, "calendar-timezone must hold a VCALENDAR with a VTIMEZONE",
-                       condition="valid-calendar-data", namespace=CALDAV)
+    if tz is not None:
+        # Read as reports read it (RFC 4791 §5.2.2: an iCalendar object with exactly one
+        # VTIMEZONE), so that what is stored is what a query can use.
+        try:
+            report_zone(xml.parse_fragment(tz).text or "")
+        except ical.InvalidCalendarData as exc:
+            raise DavError(403, "calendar-timezone must hold an iCalendar object with exactly one "
+                           f"readable VTIMEZONE: {exc}", condition="valid-calendar-data",
+                           namespace=CALDAV) from exc
 
 
 def install() -> None:

@@ -115,8 +115,16 @@ QUICK_PARSES = 32
 
 def multiget(req: DavRequest, backend: DavBackend, node: Node, root: etree._Element) -> DavResponse:
     names, data_el = reportutil.split_props(root.find(dav("prop")), c("calendar-data"))
-    data = DataRequest(data_el).object_data() if data_el is not None else None
-    return reportutil.multiget(root, backend, names, data)
+    if data_el is None:
+        return reportutil.multiget(root, backend, names, None)
+    request = DataRequest(data_el)
+    if request.expand is not None or request.limit is not None:
+        # §9.6.5/§9.6.6 read floating times as calendar-query does without CALDAV:timezone
+        # (multiget has none): in the calendar's zone, that of the request-URI.
+        calendar = node if node.is_collection else backend.get(parent(node.href))
+        stored = calendar.dead_props.get(c("calendar-timezone")) if calendar is not None else None
+        request.zone = None if stored is None else _stored_zone(stored)
+    return reportutil.multiget(root, backend, names, request.object_data())
 
 
 def multiget_quick(req: DavRequest, backend: DavBackend, node: Node,
@@ -250,7 +258,8 @@ def _query_zone(root: etree._Element, backend: DavBackend, node: Node, flt: ical
 @functools.lru_cache(maxsize=256)
 def _stored_zone(stored: str) -> ReportZone | None:
     """A calendar's CALDAV:calendar-timezone (its stored element); one that cannot be
-    read counts as none, as before: PROPPATCH and MKCALENDAR check little of it."""
+    read counts as none, as before: PROPPATCH and MKCALENDAR refuse such a value now,
+    but one stored before they did may remain."""
     try:
         return report_zone(parse_fragment(stored).text or "")
     except (ical.InvalidCalendarData, etree.XMLSyntaxError):
