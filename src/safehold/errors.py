@@ -5,6 +5,8 @@
     ├── StoreError             the database misbehaved
     │   ├── StoreUnavailable   cannot open / schema not current
     │   ├── WriteBusy          another writer holds the lock (Store.no_wait)
+    │   ├── StorageFull        the disk is full; nothing was stored (HTTP 507)
+    │   ├── StorageFailed      an I/O error of the disk; nothing was stored (HTTP 503)
     │   └── SelfTestFailed     startup self-test refused the store
     ├── ArchiveError           an export archive or import file is unusable (says why)
     ├── UserError              principal management (CLI-facing)
@@ -48,6 +50,17 @@ class WriteBusy(StoreError):
     """A write inside ``Store.no_wait`` (or the start of ``Store.writing_now``) found
     the write lock taken; nothing was written, the caller runs it again where waiting
     is allowed."""
+
+
+class StorageFull(StoreError):
+    """The disk (SQLITE_FULL, ENOSPC, PostgreSQL's 53100 disk_full) had no room: the
+    write was rolled back; it may succeed once space is freed (store/faults.py)."""
+
+
+class StorageFailed(StoreError):
+    """The disk reported an I/O error other than a failed fsync (which stops the
+    process): the request's write was rolled back, its read not answered; a retry may
+    succeed (store/faults.py)."""
 
 
 class ArchiveError(SafeholdError):

@@ -1,6 +1,7 @@
 """Promise 1 when the disk refuses: a real server on a real SQLite whose WAL file, on a
-switch, fails its fsync (xSync) or its write (xWrite) with an I/O error
-(tests/support/faulty_vfs.py: the "unix" VFS with a fault below it, not a mock).
+switch, fails its fsync (xSync) or its write (xWrite) with an I/O error or as a full
+disk, or whose reads fail (tests/support/faulty_vfs.py: the "unix" VFS with a fault
+below it, not a mock).
 
 - A failed fsync stops the process at once (fsyncgate: a retried fsync may report
   success with the data gone): the PUT gets no response at all, so it is never
@@ -8,9 +9,10 @@ switch, fails its fsync (xSync) or its write (xWrite) with an I/O error
   its fsync; on the restart it replays what the log holds, so the change may be there
   after all (with this VFS it is: the kernel still has the bytes). Either way the
   item, the change log, sync-collection and the replica agree.
-- A failed write rolls the transaction back: the PUT gets a 500 naming the request id
-  (as every storage failure does), nothing of it is stored, logged or shipped, and the
-  server goes on serving.
+- A failed write rolls the transaction back: the PUT gets a 503 with Retry-After (an
+  I/O error) or a 507 (a full disk, RFC 4918 §11.5), never a 500 that reads as a bug;
+  nothing of it is stored, logged or shipped, and the server goes on serving. A read
+  that fails is a 503 too.
 """
 
 from __future__ import annotations
@@ -176,7 +178,10 @@ def test_failed_wal_write_is_refused_and_changes_nothing(faulty: Faulty) -> None
                 r = c.put(BOOK + name, content=body)
                 request_id = r.headers["x-request-id"]
                 # No traceback, no database message: the id finds them in the log.
-                assert (r.status_code, r.text) == (500, f"internal error; request id {request_id}\n")
+                assert (r.status_code, r.text) == (
+                    503, f"storage error, nothing was stored; try again (request id {request_id})\n")
+                assert r.headers["retry-after"] == "30"  # clients keep their data and retry
+                assert f"request {request_id} PUT {BOOK}{name} failed" in srv.log()
             assert c.get(BOOK + "a.vcf").content == _card("a")  # not overwritten
             assert not _assert_consistent(faulty, c, "b.vcf", _card("b"), token)
             assert sync_token(c, BOOK) == token
@@ -198,3 +203,71 @@ def test_failed_wal_write_is_refused_and_changes_nothing(faulty: Faulty) -> None
     changes = srv.changes()
     assert not [p for _, _, p in changes if p.endswith("/b.vcf")]
     assert faulty.shipped_changes() == changes
+
+
+def test_a_write_on_a_full_disk_is_507_and_changes_nothing(faulty: Faulty) -> None:
+    srv = faulty.srv
+    srv.start()
+    try:
+        with srv.client() as c:
+            assert c.put(BOOK + "a.vcf", content=_card("a")).status_code == 201
+            token = sync_token(c, BOOK)
+            before = srv.changes()
+            faulty.fail(faulty_vfs.DISK_FULL)
+            # On the event loop, on a worker thread, and over an existing item.
+            for name, body in (("b.vcf", _card("b")), ("b.vcf", _card("b", 300)),
+                               ("a.vcf", _card("a2"))):
+                r = c.put(BOOK + name, content=body)
+                request_id = r.headers["x-request-id"]
+                assert (r.status_code, r.text) == (
+                    507, "insufficient storage: the server's disk is full and nothing was "
+                    f"stored; try again later (request id {request_id})\n")
+                assert f"request {request_id} PUT {BOOK}{name}: the disk is full" in srv.log()
+            assert c.request("PROPPATCH", BOOK, content=(
+                b'<?xml version="1.0"?><propertyupdate xmlns="DAV:"><set><prop>'
+                b"<displayname>Full</displayname></prop></set></propertyupdate>"),
+            ).status_code == 507
+            assert c.delete(BOOK + "a.vcf").status_code == 507
+            assert c.get(BOOK + "a.vcf").content == _card("a")  # not overwritten nor deleted
+            assert not _assert_consistent(faulty, c, "b.vcf", _card("b"), token)
+            assert sync_token(c, BOOK) == token
+            assert srv.changes() == before
+            faulty.fail(faulty_vfs.DISK_FULL, on=False)  # space was freed
+            assert srv.proc is not None and srv.proc.poll() is None  # still serving
+            assert c.put(BOOK + "b.vcf", content=_card("b")).status_code == 201
+            assert c.put(BOOK + "a.vcf", content=_card("a2")).status_code == 204
+            assert _assert_consistent(faulty, c, "b.vcf", _card("b"), token)
+        faulty.wait_shipped()
+    finally:
+        srv.stop()
+    srv.start()
+    try:
+        with srv.client() as c:
+            assert c.get(BOOK + "a.vcf").content == _card("a2")
+            assert c.get(BOOK + "b.vcf").content == _card("b")
+    finally:
+        srv.stop()
+    changes = srv.changes()
+    assert [p.rsplit("/", 1)[1] for _, _, p in changes[len(before):]] == ["b.vcf", "a.vcf"]
+    assert faulty.shipped_changes() == changes
+
+
+def test_a_read_that_fails_is_503_and_the_next_one_succeeds(faulty: Faulty) -> None:
+    srv = faulty.srv
+    srv.start()
+    try:
+        with srv.client() as c:
+            assert c.put(BOOK + "a.vcf", content=_card("a")).status_code == 201
+            # A change since the last read: the pages are read from the disk again.
+            assert c.put(BOOK + "b.vcf", content=_card("b")).status_code == 201
+            faulty.fail(faulty_vfs.FAIL_READ)
+            r = c.get(BOOK + "b.vcf")
+            request_id = r.headers["x-request-id"]
+            assert (r.status_code, r.headers.get("retry-after")) == (503, "30"), r.text
+            assert request_id in r.text and "Traceback" not in r.text
+            faulty.fail(faulty_vfs.FAIL_READ, on=False)
+            assert c.get(BOOK + "b.vcf").content == _card("b")
+            assert c.put(BOOK + "c.vcf", content=_card("c")).status_code == 201
+            assert srv.proc is not None and srv.proc.poll() is None
+    finally:
+        srv.stop()

@@ -1,11 +1,13 @@
 """A fault-injecting SQLite VFS: the real "unix" VFS below a real database, except
 that, while a switch file exists, every xSync (fsync) or xWrite of a database's WAL
-file fails with SQLITE_IOERR_FSYNC or SQLITE_IOERR_WRITE, as a disk that refuses.
+file fails with SQLITE_IOERR_FSYNC or SQLITE_IOERR_WRITE, as a disk that refuses, or
+its xWrite with SQLITE_FULL, as a full disk, or every xRead of the database or its
+WAL with SQLITE_IOERR_READ.
 
 The switches are files in the folder named by ``SAFEHOLD_TEST_FAULTS`` (``fail-sync``,
-``fail-write``), so that a test flips them in a server process it started. Run as a
-script, this module registers the VFS and then runs the ``safehold`` CLI with its
-arguments (``python faulty_vfs.py serve --data-dir …``); with
+``fail-write``, ``disk-full``, ``fail-read``), so that a test flips them in a server
+process it started. Run as a script, this module registers the VFS and then runs the
+``safehold`` CLI with its arguments (``python faulty_vfs.py serve --data-dir …``); with
 ``SAFEHOLD_TEST_SQLITE_VFS=faulty`` every connection of the store uses it. The VFS is
 registered at import, so a spawned child process (which re-imports this script as its
 main module) has it too."""
@@ -21,6 +23,8 @@ NAME = "faulty"
 FAULTS_ENV = "SAFEHOLD_TEST_FAULTS"
 FAIL_SYNC = "fail-sync"
 FAIL_WRITE = "fail-write"
+DISK_FULL = "disk-full"
+FAIL_READ = "fail-read"
 
 
 def _failing(switch: str) -> bool:
@@ -32,6 +36,7 @@ class FaultyFile(apsw.VFSFile):
     def __init__(self, inherit: str, name: apsw.URIFilename | str | None, flags: list[int]) -> None:
         # Only the WAL: a commit in WAL mode writes and fsyncs the log, not the database.
         self.wal = bool(flags[0] & apsw.SQLITE_OPEN_WAL)
+        self.data = self.wal or bool(flags[0] & apsw.SQLITE_OPEN_MAIN_DB)
         super().__init__(inherit, name, flags)
 
     def xSync(self, flags: int) -> None:
@@ -42,7 +47,14 @@ class FaultyFile(apsw.VFSFile):
     def xWrite(self, data: bytes, offset: int) -> None:
         if self.wal and _failing(FAIL_WRITE):
             raise apsw.exception_for(apsw.SQLITE_IOERR_WRITE)
+        if self.wal and _failing(DISK_FULL):
+            raise apsw.exception_for(apsw.SQLITE_FULL)
         super().xWrite(data, offset)
+
+    def xRead(self, amount: int, offset: int) -> bytes:
+        if self.data and _failing(FAIL_READ):
+            raise apsw.exception_for(apsw.SQLITE_IOERR_READ)
+        return super().xRead(amount, offset)
 
 
 class FaultyVFS(apsw.VFS):

@@ -46,14 +46,14 @@ from safehold.sync import collection as sync_collection
 from safehold.dav.errors import DavError
 from safehold.dav.paths import check_path
 from safehold.dav.types import BodyBytes, DavRequest, DavResponse, Pieces
-from safehold.errors import DomainError, WriteBusy
+from safehold.errors import DomainError, StorageFailed, StorageFull, WriteBusy
 from safehold.http import api as api_mod
 from safehold.http.auth import Authenticator
 from safehold.http import webglue
 from safehold.http.davbackend import PREFIX, StoreDavBackend
 from safehold.store import blobs
 from safehold.store import engine as engine_mod
-from safehold.store import versioning
+from safehold.store import faults, versioning
 from safehold.store.repo import Store
 
 log = logging.getLogger("safehold.http")
@@ -99,6 +99,28 @@ def _dav_error(err: DavError) -> _Reply:
         return _Reply(err.status, [("Content-Type", "application/xml; charset=utf-8"),
                                    ("Content-Length", str(len(body)))] + err.headers, body)
     return _text(err.status, err.message, err.headers)
+
+
+STORAGE_RETRY_AFTER = "30"  # seconds: a disk's I/O error is often gone by then
+
+
+def _failure(exc: Exception, scope: Scope, request_id: str) -> _Reply:
+    """The answer to a request that failed unexpectedly; the details go to the log
+    only. A full disk or a disk's I/O error stored nothing (store/faults.py) and is
+    told as such: 507 (RFC 4918 §11.5; DAVx5 shows "server storage full" and retries)
+    or 503 with Retry-After (clients keep their data and retry), not a 500 that reads
+    as a bug."""
+    kind = faults.kind(exc)
+    where = (request_id, scope.get("method"), scope.get("path"))
+    if kind is StorageFull:
+        log.error("request %s %s %s: the disk is full, nothing was stored: %s", *where, exc)
+        return _text(507, "insufficient storage: the server's disk is full and nothing was "
+                     f"stored; try again later (request id {request_id})")
+    log.error("request %s %s %s failed:\n%s", *where, traceback.format_exc())
+    if kind is StorageFailed:
+        return _text(503, f"storage error, nothing was stored; try again (request id "
+                     f"{request_id})", [("Retry-After", STORAGE_RETRY_AFTER)])
+    return _text(500, f"internal error; request id {request_id}")
 
 
 def install_protocols() -> None:
@@ -171,10 +193,8 @@ class App:
         started = time.monotonic()
         try:
             reply = await self._route(scope, receive, request_id)
-        except Exception:  # noqa: BLE001 - the one place every failure is caught
-            log.error("request %s %s %s failed:\n%s", request_id, scope.get("method"),
-                      scope.get("path"), traceback.format_exc())
-            reply = _text(500, f"internal error; request id {request_id}")
+        except Exception as exc:  # noqa: BLE001 - the one place every failure is caught
+            reply = _failure(exc, scope, request_id)
         await self._send(send, reply, request_id)
         self.sla.count(reply.status, _user_agent(scope))
         elapsed = time.monotonic() - started

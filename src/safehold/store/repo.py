@@ -29,7 +29,7 @@ from safehold.errors import (
     AlreadyExists, Conflict, DomainError, NotFound, PreconditionFailed, StoreError, UidConflict,
     UnknownUser, UserExists, WriteBusy,
 )
-from safehold.store import blobs, fastsql, sqlite_dbapi
+from safehold.store import blobs, fastsql, faults, sqlite_dbapi
 from safehold.store import engine as engine_mod
 from safehold.store.checkpoint import Checkpointer
 from safehold.store.schema import (
@@ -370,7 +370,8 @@ def _translate(exc: BaseException) -> BaseException:
     if isinstance(exc, sa.exc.OperationalError):
         if isinstance(exc.orig, sqlite_dbapi.FsyncFailed):
             engine_mod.fatal_fsync(exc)
-        err = StoreError(f"database write failed: {exc.orig}")
+        # A full disk or an I/O error as its own StoreError (HTTP 507, 503: faults.py).
+        err = (faults.kind(exc) or StoreError)(f"database write failed: {exc.orig}")
         err.__cause__ = exc
         return err
     return exc

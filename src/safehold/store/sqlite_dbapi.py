@@ -80,6 +80,16 @@ class Busy(OperationalError):
     """Another connection (or process) holds the lock this statement needs."""
 
 
+class DiskFull(OperationalError):
+    """SQLITE_FULL: the disk (or the file system's quota) has no room for the write;
+    SQLite rolled the statement back (store/faults.py maps it to HTTP 507)."""
+
+
+class IOFailed(OperationalError):
+    """An I/O error other than a failed fsync (SQLITE_IOERR_WRITE, _READ, …): the
+    statement failed and may succeed later (store/faults.py maps it to HTTP 503)."""
+
+
 # SQLite tells a failed fsync only by its extended result code: the message is the
 # generic "disk I/O error" (the test that looked for "fsync" in it never matched, so a
 # failed fsync went on as an ordinary write error; tests/integration/test_disk_faults).
@@ -95,8 +105,11 @@ def _translate(exc: apsw.Error) -> DatabaseError:
         return OperationalError(str(exc))
     if isinstance(exc, (apsw.BusyError, apsw.LockedError)):
         return Busy(str(exc))
-    if isinstance(exc, (apsw.BusyError, apsw.LockedError, apsw.IOError, apsw.FullError,
-                        apsw.CantOpenError, apsw.ReadOnlyError)):
+    if isinstance(exc, apsw.FullError):
+        return DiskFull(str(exc) or "database or disk is full")
+    if isinstance(exc, apsw.IOError):  # not a failed fsync: that one is checked first
+        return IOFailed(str(exc) or "disk I/O error")
+    if isinstance(exc, (apsw.CantOpenError, apsw.ReadOnlyError)):
         return OperationalError(str(exc))
     if isinstance(exc, (apsw.CorruptError, apsw.NotADBError)):
         return DatabaseError(str(exc))
