@@ -83,7 +83,7 @@ def handle(req: DavRequest, backend: DavBackend) -> DavResponse:
 def _invalid_values(kind: str, ops: list[tuple[str, str, etree._Element]],
                     protected: dict[str, tuple[str, str | None]]) -> dict[str, tuple[str, str | None]]:
     """Values the collection's kind refuses, checked as at its creation (e.g. a
-    CALDAV:calendar-timezone without a VTIMEZONE, RFC 4791 §5.2.2)."""
+    CALDAV:calendar-timezone that is not one readable VTIMEZONE, RFC 4791 §5.2.2)."""
     validator = mkcol.VALIDATORS.get(kind)
     if validator is None:
         return {}
