@@ -102,6 +102,10 @@ def changes_after(store: Store, seq: int, limit: int,
     return store._read(q)
 
 
+def _versions_upto(upto: int) -> Any:
+    return sa.select(version.c.id).where(version.c.seq <= upto)
+
+
 def _snapshot_statements(upto: int) -> list[tuple[str, Any]]:
     """A snapshot's tables in the order it lists them, each with its statement."""
     return [("change", sa.select(change).where(change.c.seq <= upto).order_by(change.c.seq)),
@@ -110,8 +114,7 @@ def _snapshot_statements(upto: int) -> list[tuple[str, Any]]:
             ("credential", sa.select(credential)),
             # Versions whose content history retention dropped: their bodies are
             # gone, and a restore must not look for them.
-            ("pruned", sa.select(pruned).where(pruned.c.version_id.in_(
-                sa.select(version.c.id).where(version.c.seq <= upto))))]
+            ("pruned", sa.select(pruned).where(pruned.c.version_id.in_(_versions_upto(upto))))]
 
 
 def snapshot(store: Store, upto: int) -> dict[str, list[dict[str, Any]]]:
@@ -130,8 +133,7 @@ def snapshot_json(store: Store, upto: int, out: BinaryIO) -> tuple[int, list[str
     def q(c: Connection) -> tuple[int, list[str]]:
         statements = _snapshot_statements(upto)
         gone = set(c.execute(sa.select(pruned.c.version_id).where(
-            pruned.c.version_id.in_(sa.select(version.c.id).where(version.c.seq <= upto))))
-            .scalars())
+            pruned.c.version_id.in_(_versions_upto(upto)))).scalars())
         hashes: set[str] = set()
         written = 0
 
@@ -422,6 +424,24 @@ def load_blobs(store: Store, items: list[tuple[dict[str, Any], list[bytes]]]) ->
             c.execute(sa.insert(blob), rows[i:i + 1000])
     if items:
         store._write(tx)
+
+
+def resync_sequences(store: Store) -> None:
+    """PostgreSQL: move each restored table's id sequence past the ids the replica
+    brought (rows were inserted with their own ids, which a sequence does not see), so
+    that the next change gets seq = last restored seq + 1 instead of a duplicate key.
+    SQLite picks max(rowid) + 1 by itself."""
+    if store.engine.dialect.name != "postgresql":
+        return
+
+    def tx(c: Connection) -> None:
+        for table in DUMPED.values():
+            col = next(iter(table.primary_key.columns)).name
+            # setval(seq, max, true) hands out max + 1 next; (seq, 1, false) hands out 1.
+            c.execute(sa.text(
+                f"SELECT setval(pg_get_serial_sequence('{table.name}', '{col}'), "
+                f'COALESCE(MAX({col}), 1), MAX({col}) IS NOT NULL) FROM "{table.name}"'))
+    store._write(tx)
 
 
 def rebuild_heads(store: Store) -> list[tuple[str, str, str | None]]:
