@@ -197,6 +197,7 @@ def restore(replica: ReplicaClient, key: Key, store: Store, to_seq: int | None =
     missing = sorted(set(needed) - rep.present_blobs(store, needed))
     blob_bytes, blob_read, blob_objects = _load_blob_objects(replica, key, store, missing,
                                                              blob_rows, say)
+    rep.resync_sequences(store)
     items = _reindex(store, rep.rebuild_heads(store))
     lineage = man.lineage if target == man.high_water and user is None else secrets.token_hex(8)
     rep.set_meta(store, "lineage", lineage)

@@ -8,7 +8,9 @@ from datetime import datetime
 from pathlib import Path
 
 import click
+from sqlalchemy.engine import make_url
 
+from safehold import config as config_mod
 from safehold.backup import drill as drill_mod
 from safehold.backup import manifest as manifest_mod
 from safehold.backup import retention
@@ -23,6 +25,8 @@ from safehold.backup.shipper import Shipper, ShipResult
 from safehold.cli.common import common_options, open_store
 from safehold.config import Settings
 from safehold.errors import SafeholdError
+from safehold.store import engine as engine_mod
+from safehold.store import replication as rep
 
 
 def _progress(stage: str, done: int, total: int) -> None:
@@ -167,14 +171,23 @@ def prune(dry_run: bool, keep_snapshots: int | None, keep_days: float | None,
 @click.option("--to", "point", help="ISO 8601 time to restore to (default: the newest).")
 @click.option("--seq", type=int, help="Change number to restore to.")
 @click.option("--user", help="Restore only this user's data.")
+@click.option("--database-url", "database_url", metavar="postgresql://…",
+              help="Restore into this new, empty PostgreSQL database instead of a new "
+                   "SQLite database in --into (which still gets the backup key and recovery "
+                   "kit); serve it with the same --database-url. Not read from "
+                   "SAFEHOLD_DATABASE_URL, which may still name the lost database.")
 def restore(source: str, kit: str, into: str, point: str | None, seq: int | None,
-            user: str | None) -> None:
-    """Rebuild a server from a replica and the recovery kit alone."""
-    from safehold import config as config_mod
+            user: str | None, database_url: str | None) -> None:
+    """Rebuild a server from a replica and the recovery kit alone, into a new data
+    directory: a new SQLite database in it, or with --database-url an empty PostgreSQL
+    database. Nothing is written if the target already holds data."""
     target = Path(into)
     if (target / "safehold.db").exists():
         raise click.ClickException(f"{into} already holds a database; restore into a new directory")
-    settings = config_mod.load(None, {"data_dir": target}, environ={})
+    if database_url is not None:
+        _check_restore_target(database_url, target)
+    settings = config_mod.load(None, {"data_dir": target, "database_url": database_url},
+                               environ={})
     try:
         key, _ = read_kit(Path(kit))
         replica = open_replica(source)
@@ -200,7 +213,37 @@ def restore(source: str, kit: str, into: str, point: str | None, seq: int | None
     click.echo(f"restored seq {report.seq} ({report.changes} changes, {report.items} items, "
                f"{report.blobs} bodies, {report.bytes} bytes; read {report.objects} objects, "
                f"{report.read_bytes} bytes from the replica) into {into}; lineage "
-               f"{report.lineage}. Start it with: safehold serve --data-dir {into}")
+               f"{report.lineage}. Start it with: safehold serve --data-dir {into}"
+               + (f" --database-url {_shown(database_url)}" if database_url else ""))
+
+
+def _shown(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _check_restore_target(url: str, into: Path) -> None:
+    """Refuse, before anything is written, a PostgreSQL target that holds data or
+    cannot be reached, and a data directory whose key a restore would overwrite."""
+    if not url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+        raise click.BadParameter("restore into SQLite needs no URL (leave --database-url out: "
+                                 "the database goes into --into); otherwise give postgresql://…",
+                                 param_hint="--database-url")
+    if setup.key_path(config_mod.Settings(data_dir=into)).exists():
+        raise click.ClickException(f"{into} already holds a backup key; restore into a new "
+                                   "directory")
+    engine = engine_mod.create(url)
+    try:
+        problem = rep.restore_target_problem(engine)
+    except SafeholdError as exc:
+        raise click.ClickException(f"{exc}. Check the URL and that the server runs; create the "
+                                   "database first (createdb NAME). Nothing was written") from exc
+    finally:
+        engine.dispose()
+    if problem:
+        raise click.ClickException(
+            f"refusing to restore into {_shown(url)}: {problem}. Restore into a new, empty "
+            "database (createdb NAME), or drop this one if it is a failed restore's leftover. "
+            "Nothing was written")
 
 
 @click.command()

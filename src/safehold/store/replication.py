@@ -14,6 +14,7 @@ from sqlalchemy.dialects import postgresql as postgresql_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection
 
+from safehold.errors import StoreUnavailable
 from safehold.store import blobs as blobs_mod
 from safehold.store import fastsql
 from safehold.store.repo import Store
@@ -424,6 +425,25 @@ def load_blobs(store: Store, items: list[tuple[dict[str, Any], list[bytes]]]) ->
             c.execute(sa.insert(blob), rows[i:i + 1000])
     if items:
         store._write(tx)
+
+
+def restore_target_problem(engine: sa.Engine) -> str | None:
+    """Why the database behind ``engine`` cannot take a whole-server restore (it holds
+    accounts, changes or bodies already: nothing is overwritten), or None. Reads only,
+    before the restore creates anything; an unreachable server is StoreUnavailable."""
+    try:
+        with engine.connect() as c:
+            present = set(sa.inspect(c).get_table_names())
+            held = [t.name for t in (principal, change, blob) if t.name in present
+                    and c.execute(sa.select(sa.func.count()).select_from(t)).scalar()]
+    except sa.exc.DBAPIError as exc:
+        url = engine.url.set(drivername=engine.url.get_backend_name())  # as the user wrote it
+        why = " ".join(str(exc.orig).split())
+        raise StoreUnavailable(f"cannot reach the database "
+                               f"{url.render_as_string(hide_password=True)} ({why})") from exc
+    if held:
+        return f"it already holds safehold data (rows in {', '.join(held)})"
+    return None
 
 
 def resync_sequences(store: Store) -> None:
