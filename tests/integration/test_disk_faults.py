@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -120,6 +121,35 @@ def _assert_consistent(f: Faulty, c: httpx.Client, name: str, body: bytes, token
     return False
 
 
+def _stored_a(srv: Server, c: httpx.Client) -> tuple[str, list[tuple[int, str, str]]]:
+    """Store a.vcf before the fault; the sync token and change log then."""
+    assert c.put(BOOK + "a.vcf", content=_card("a")).status_code == 201
+    return sync_token(c, BOOK), srv.changes()
+
+
+def _nothing_changed(faulty: Faulty, c: httpx.Client, token: str,
+                     before: list[tuple[int, str, str]]) -> None:
+    """a.vcf as stored before the fault, no b.vcf anywhere, the token and log unmoved."""
+    assert c.get(BOOK + "a.vcf").content == _card("a")
+    assert not _assert_consistent(faulty, c, "b.vcf", _card("b"), token)
+    assert sync_token(c, BOOK) == token
+    assert faulty.srv.changes() == before
+
+
+def _refused_puts(srv: Server, c: httpx.Client,
+                  answer: Callable[[str], tuple[int, str, str | None]],
+                  logged: Callable[[str, str], str]) -> None:
+    """While a fault is on: PUTs on the event loop, on a worker thread and over an
+    existing item each get ``answer(request id)`` (status, body, Retry-After) and leave
+    ``logged(request id, name)`` in the server's log."""
+    for name, body in (("b.vcf", _card("b")), ("b.vcf", _card("b", 300)),
+                       ("a.vcf", _card("a2"))):
+        r = c.put(BOOK + name, content=body)
+        request_id = r.headers["x-request-id"]
+        assert (r.status_code, r.text, r.headers.get("retry-after")) == answer(request_id)
+        assert logged(request_id, name) in srv.log()
+
+
 @pytest.mark.parametrize("pad", [0, 300], ids=["event-loop", "worker-thread"])
 def test_failed_fsync_stops_the_server_before_any_answer(faulty: Faulty, pad: int) -> None:
     srv = faulty.srv
@@ -169,23 +199,14 @@ def test_failed_wal_write_is_refused_and_changes_nothing(faulty: Faulty) -> None
     srv.start()
     try:
         with srv.client() as c:
-            assert c.put(BOOK + "a.vcf", content=_card("a")).status_code == 201
-            token = sync_token(c, BOOK)
-            before = srv.changes()
+            token, before = _stored_a(srv, c)
             faulty.fail(faulty_vfs.FAIL_WRITE)
-            for name, body in (("b.vcf", _card("b")), ("b.vcf", _card("b", 300)),
-                               ("a.vcf", _card("a2"))):
-                r = c.put(BOOK + name, content=body)
-                request_id = r.headers["x-request-id"]
-                # No traceback, no database message: the id finds them in the log.
-                assert (r.status_code, r.text) == (
-                    503, f"storage error, nothing was stored; try again (request id {request_id})\n")
-                assert r.headers["retry-after"] == "30"  # clients keep their data and retry
-                assert f"request {request_id} PUT {BOOK}{name} failed" in srv.log()
-            assert c.get(BOOK + "a.vcf").content == _card("a")  # not overwritten
-            assert not _assert_consistent(faulty, c, "b.vcf", _card("b"), token)
-            assert sync_token(c, BOOK) == token
-            assert srv.changes() == before
+            # No traceback, no database message: the id finds them in the log. Clients
+            # keep their data and retry after the Retry-After.
+            _refused_puts(srv, c, lambda rid: (
+                503, f"storage error, nothing was stored; try again (request id {rid})\n", "30"),
+                lambda rid, name: f"request {rid} PUT {BOOK}{name} failed")
+            _nothing_changed(faulty, c, token, before)
             faulty.fail(faulty_vfs.FAIL_WRITE, on=False)
             assert srv.proc is not None and srv.proc.poll() is None  # still serving
             assert c.put(BOOK + "c.vcf", content=_card("c")).status_code == 201
@@ -210,28 +231,18 @@ def test_a_write_on_a_full_disk_is_507_and_changes_nothing(faulty: Faulty) -> No
     srv.start()
     try:
         with srv.client() as c:
-            assert c.put(BOOK + "a.vcf", content=_card("a")).status_code == 201
-            token = sync_token(c, BOOK)
-            before = srv.changes()
+            token, before = _stored_a(srv, c)
             faulty.fail(faulty_vfs.DISK_FULL)
-            # On the event loop, on a worker thread, and over an existing item.
-            for name, body in (("b.vcf", _card("b")), ("b.vcf", _card("b", 300)),
-                               ("a.vcf", _card("a2"))):
-                r = c.put(BOOK + name, content=body)
-                request_id = r.headers["x-request-id"]
-                assert (r.status_code, r.text) == (
-                    507, "insufficient storage: the server's disk is full and nothing was "
-                    f"stored; try again later (request id {request_id})\n")
-                assert f"request {request_id} PUT {BOOK}{name}: the disk is full" in srv.log()
+            _refused_puts(srv, c, lambda rid: (
+                507, "insufficient storage: the server's disk is full and nothing was "
+                f"stored; try again later (request id {rid})\n", None),
+                lambda rid, name: f"request {rid} PUT {BOOK}{name}: the disk is full")
             assert c.request("PROPPATCH", BOOK, content=(
                 b'<?xml version="1.0"?><propertyupdate xmlns="DAV:"><set><prop>'
                 b"<displayname>Full</displayname></prop></set></propertyupdate>"),
             ).status_code == 507
             assert c.delete(BOOK + "a.vcf").status_code == 507
-            assert c.get(BOOK + "a.vcf").content == _card("a")  # not overwritten nor deleted
-            assert not _assert_consistent(faulty, c, "b.vcf", _card("b"), token)
-            assert sync_token(c, BOOK) == token
-            assert srv.changes() == before
+            _nothing_changed(faulty, c, token, before)  # a.vcf not deleted either
             faulty.fail(faulty_vfs.DISK_FULL, on=False)  # space was freed
             assert srv.proc is not None and srv.proc.poll() is None  # still serving
             assert c.put(BOOK + "b.vcf", content=_card("b")).status_code == 201

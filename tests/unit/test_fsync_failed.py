@@ -4,7 +4,6 @@ The server-level behaviour is in tests/integration/test_disk_faults.py."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from safehold.store import engine as engine_mod
 from safehold.store import sqlite_dbapi
 from safehold.store.checkpoint import Checkpointer
 from safehold.store.repo import Store
-from tests.support import faulty_vfs
+from tests.support import faulty_store, faulty_vfs
 
 
 class _Stopped(BaseException):
@@ -37,58 +36,35 @@ def test_fsync_failure_is_known_by_its_extended_code(code: int, fsync: bool) -> 
 
 @pytest.fixture
 def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
-    faults = tmp_path / "faults"
-    faults.mkdir()
-    monkeypatch.setenv(sqlite_dbapi.TEST_VFS_ENV, faulty_vfs.NAME)
-    monkeypatch.setenv(faulty_vfs.FAULTS_ENV, str(faults))
-
     def stop(exc: BaseException) -> None:
         raise _Stopped(exc)
     monkeypatch.setattr(engine_mod, "fatal_fsync", stop)
-    engine = engine_mod.create(f"sqlite:///{tmp_path / 'x.db'}")
-    s = Store(engine, tmp_path)
-    s._write(lambda c: c.exec_driver_sql("CREATE TABLE t (x INTEGER)"))
+    s = faulty_store.open_store(tmp_path, monkeypatch)
     yield s
-    engine.dispose()
-
-
-def _insert(store: Store, x: int) -> None:
-    store._write(lambda c: c.exec_driver_sql(f"INSERT INTO t VALUES ({x})"))
-
-
-def _rows(store: Store) -> list[int]:
-    return store._read(lambda c: [r[0] for r in c.exec_driver_sql("SELECT x FROM t ORDER BY x")])
-
-
-def _fail(switch: str, on: bool = True) -> None:
-    path = Path(os.environ[faulty_vfs.FAULTS_ENV]) / switch
-    if on:
-        path.touch()
-    else:
-        path.unlink()
+    s.engine.dispose()
 
 
 @pytest.mark.parametrize("in_block", [False, True], ids=["write", "writing_now"])
 def test_a_commit_whose_fsync_fails_stops_the_process(store: Store, in_block: bool) -> None:
-    _insert(store, 1)
-    _fail(faulty_vfs.FAIL_SYNC)
+    faulty_store.insert(store, 1)
+    faulty_store.fail(faulty_vfs.FAIL_SYNC)
     # Nothing may touch the database after the failure (the process is gone), so one
     # commit path a test: the group commit's, or the event loop's block.
     with pytest.raises(_Stopped):
         if in_block:
             with store.writing_now():
-                _insert(store, 2)
+                faulty_store.insert(store, 2)
         else:
-            _insert(store, 2)
+            faulty_store.insert(store, 2)
 
 
 def test_a_checkpoint_whose_fsync_fails_stops_the_process(store: Store) -> None:
-    _insert(store, 1)  # frames in the log for the checkpoint to copy
+    faulty_store.insert(store, 1)  # frames in the log for the checkpoint to copy
     checkpointer = Checkpointer.of(store.engine)
     assert checkpointer is not None
     stopped: list[BaseException] = []
     checkpointer.fatal = stopped.append
-    _fail(faulty_vfs.FAIL_SYNC)
+    faulty_store.fail(faulty_vfs.FAIL_SYNC)
     with store.engine.connect() as conn:
         lite = conn.connection.dbapi_connection
         assert isinstance(lite, sqlite_dbapi.Connection)
@@ -97,13 +73,13 @@ def test_a_checkpoint_whose_fsync_fails_stops_the_process(store: Store) -> None:
 
 
 def test_a_commit_whose_write_fails_is_an_error_and_the_store_goes_on(store: Store) -> None:
-    _insert(store, 1)
-    _fail(faulty_vfs.FAIL_WRITE)
+    faulty_store.insert(store, 1)
+    faulty_store.fail(faulty_vfs.FAIL_WRITE)
     with pytest.raises(StoreError):
-        _insert(store, 2)
+        faulty_store.insert(store, 2)
     with pytest.raises(StoreError):
         with store.writing_now():
-            _insert(store, 3)
-    _fail(faulty_vfs.FAIL_WRITE, on=False)
-    _insert(store, 4)
-    assert _rows(store) == [1, 4]
+            faulty_store.insert(store, 3)
+    faulty_store.fail(faulty_vfs.FAIL_WRITE, on=False)
+    faulty_store.insert(store, 4)
+    assert faulty_store.rows(store) == [1, 4]

@@ -6,7 +6,6 @@ server-level behaviour is in tests/integration/test_disk_faults.py."""
 from __future__ import annotations
 
 import errno
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,10 +15,9 @@ import pytest
 import sqlalchemy as sa
 
 from safehold.errors import StorageFailed, StorageFull, StoreError
-from safehold.store import engine as engine_mod
 from safehold.store import faults, sqlite_dbapi
 from safehold.store.repo import Store
-from tests.support import faulty_vfs
+from tests.support import faulty_store, faulty_vfs
 
 
 @pytest.mark.parametrize("code, kind", [
@@ -68,62 +66,40 @@ def test_an_error_raised_while_handling_a_fault_is_not_one() -> None:
 
 @pytest.fixture
 def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
-    faults_dir = tmp_path / "faults"
-    faults_dir.mkdir()
-    monkeypatch.setenv(sqlite_dbapi.TEST_VFS_ENV, faulty_vfs.NAME)
-    monkeypatch.setenv(faulty_vfs.FAULTS_ENV, str(faults_dir))
-    engine = engine_mod.create(f"sqlite:///{tmp_path / 'x.db'}")
-    s = Store(engine, tmp_path)
-    s._write(lambda c: c.exec_driver_sql("CREATE TABLE t (x INTEGER)"))
+    s = faulty_store.open_store(tmp_path, monkeypatch)
     yield s
-    engine.dispose()
-
-
-def _insert(store: Store, x: int) -> None:
-    store._write(lambda c: c.exec_driver_sql(f"INSERT INTO t VALUES ({x})"))
-
-
-def _rows(store: Store) -> list[int]:
-    return store._read(lambda c: [r[0] for r in c.exec_driver_sql("SELECT x FROM t ORDER BY x")])
-
-
-def _fail(switch: str, on: bool = True) -> None:
-    path = Path(os.environ[faulty_vfs.FAULTS_ENV]) / switch
-    if on:
-        path.touch()
-    else:
-        path.unlink()
+    s.engine.dispose()
 
 
 def test_a_write_on_a_full_disk_is_storage_full_and_the_store_goes_on(store: Store) -> None:
-    _insert(store, 1)
-    _fail(faulty_vfs.DISK_FULL)
+    faulty_store.insert(store, 1)
+    faulty_store.fail(faulty_vfs.DISK_FULL)
     with pytest.raises(StorageFull):
-        _insert(store, 2)
+        faulty_store.insert(store, 2)
     with pytest.raises(StorageFull):
         with store.writing_now():
-            _insert(store, 3)
-    _fail(faulty_vfs.DISK_FULL, on=False)
-    _insert(store, 4)
-    assert _rows(store) == [1, 4]
+            faulty_store.insert(store, 3)
+    faulty_store.fail(faulty_vfs.DISK_FULL, on=False)
+    faulty_store.insert(store, 4)
+    assert faulty_store.rows(store) == [1, 4]
 
 
 def test_a_write_whose_wal_write_fails_is_storage_failed(store: Store) -> None:
-    _insert(store, 1)
-    _fail(faulty_vfs.FAIL_WRITE)
+    faulty_store.insert(store, 1)
+    faulty_store.fail(faulty_vfs.FAIL_WRITE)
     with pytest.raises(StorageFailed):
-        _insert(store, 2)
-    _fail(faulty_vfs.FAIL_WRITE, on=False)
-    _insert(store, 3)
-    assert _rows(store) == [1, 3]
+        faulty_store.insert(store, 2)
+    faulty_store.fail(faulty_vfs.FAIL_WRITE, on=False)
+    faulty_store.insert(store, 3)
+    assert faulty_store.rows(store) == [1, 3]
 
 
 def test_a_read_that_fails_is_a_storage_fault(store: Store) -> None:
-    _insert(store, 1)
-    _fail(faulty_vfs.FAIL_READ)
+    faulty_store.insert(store, 1)
+    faulty_store.fail(faulty_vfs.FAIL_READ)
     with pytest.raises(sa.exc.OperationalError) as raised:
-        _rows(store)
+        faulty_store.rows(store)
     assert faults.kind(raised.value) is StorageFailed
     assert not isinstance(raised.value, StoreError)  # reads are not translated by the store
-    _fail(faulty_vfs.FAIL_READ, on=False)
-    assert _rows(store) == [1]
+    faulty_store.fail(faulty_vfs.FAIL_READ, on=False)
+    assert faulty_store.rows(store) == [1]
