@@ -261,3 +261,18 @@ probe_sample = sa.Table(
     sa.Column("detail", sa.Text, nullable=False),
     sa.Index("ix_probe_sample_at", "at"),
 )
+
+# Web page logins (revision 0010): in the database, so that a session survives a restart
+# and is the same in every process behind a load balancer. The key is the SHA-256 of the
+# cookie's token, so that a copy of the database holds no usable session. Not versioned,
+# not replicated: a restored server asks everyone to log in again.
+web_session = sa.Table(
+    "web_session",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("user", sa.String(64), nullable=False),
+    sa.Column("csrf", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("seen_at", sa.Float, nullable=False),
+    sa.Column("flash", sa.Text, nullable=False),  # JSON list: messages for the next page
+)

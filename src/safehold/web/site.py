@@ -122,7 +122,7 @@ class Web:
         self.store = deps.store
         self.history = History(deps.store)
         self.incidents = Incidents(deps.store)
-        self.sessions = Sessions()
+        self.sessions = Sessions(deps.store)
         self.jobs = Jobs()
         self.templates = jinja2.Environment(
             loader=jinja2.PackageLoader("safehold.web", "templates"),
@@ -185,13 +185,13 @@ class Web:
     async def _dispatch(self, req: Request) -> Response:
         if req.path.startswith("/static/"):
             return _static(req.path[len("/static/"):])
-        session = self.sessions.get(req.cookies.get(COOKIE))
+        session = await anyio.to_thread.run_sync(self.sessions.get, req.cookies.get(COOKIE))
         if req.path == "/login":
             return await self._login(req, session)
         if session is not None:
             principal = await anyio.to_thread.run_sync(self.store.principal, session.user)
             if principal is None or principal.disabled:
-                self.sessions.drop(session.token)
+                await anyio.to_thread.run_sync(self.sessions.drop, session.token)
                 session = None
             else:
                 req.session, req.principal = session, principal
@@ -200,7 +200,7 @@ class Web:
             if req.method != "POST":
                 raise HttpError(405, "log out with the button (POST)")
             if session is not None and same(req.form.get("csrf"), session.csrf):
-                self.sessions.drop(session.token)
+                await anyio.to_thread.run_sync(self.sessions.drop, session.token)
             return self.redirect("/login", cookies=[_cookie(req, COOKIE, "", expire=True)])
         if req.session is None:
             if req.method == "POST":
@@ -225,7 +225,8 @@ class Web:
             return await anyio.to_thread.run_sync(self._call, handler, req, m.groups())
         if allowed:
             raise HttpError(405, f"use {' or '.join(allowed)}")
-        return self.error(404, "there is no such page", req)
+        # In a thread: a pending message is forgotten once shown, a database write.
+        return await anyio.to_thread.run_sync(self.error, 404, "there is no such page", req)
 
     def _call(self, handler: Handler, req: Request, groups: tuple[str, ...]) -> Response:
         try:
@@ -262,7 +263,7 @@ class Web:
         if principal is None:
             return self.render("login.html", req, http_status=401, login_csrf=req.cookies[LOGIN_COOKIE],
                                next=nxt, failed=True)
-        new = self.sessions.create(principal.name)
+        new = await anyio.to_thread.run_sync(self.sessions.create, principal.name)
         return self.redirect(nxt, cookies=[_cookie(req, COOKIE, new.token),
                                            _cookie(req, LOGIN_COOKIE, "", path="/login", expire=True)])
 
@@ -272,7 +273,7 @@ class Web:
                cookies: list[str] | None = None, **context: Any) -> Response:
         flash: list[str] = []
         if req is not None and req.session is not None:
-            flash, req.session.flash = req.session.flash, []
+            flash = self.sessions.take_flash(req.session)
         body = self.templates.get_template(template).render(
             user=req.principal if req else None, admin=req.admin if req else False,
             csrf=req.session.csrf if req and req.session else "", flash=flash,
@@ -293,7 +294,7 @@ class Web:
     def done(self, req: Request, location: str, message: str) -> Response:
         """After a successful POST: say what happened on the next page (Post/Redirect/Get)."""
         if req.session is not None:
-            req.session.flash.append(message)
+            self.sessions.flash(req.session, message)
         return self.redirect(location)
 
 
