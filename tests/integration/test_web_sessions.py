@@ -16,7 +16,7 @@ from safehold.store import engine as engine_mod
 from safehold.store.repo import Store
 from safehold.store.schema import web_session
 from safehold.web.sessions import COOKIE, IDLE_SECONDS, MAX_SECONDS, TOUCH_EVERY, Sessions
-from tests.support.server import Server
+from tests.support.server import Server, cli
 from tests.support.web import csrf, login
 
 
@@ -107,3 +107,16 @@ def test_a_login_survives_a_restart(fresh_server: Server) -> None:
     # The token of a logged-out session opens nothing, in any process.
     with httpx.Client(base_url=fresh_server.url, cookies={COOKIE: "x" * 43}) as anon:
         assert anon.get("/").status_code == 303
+
+
+def test_a_password_reset_or_disable_on_the_command_line_ends_web_logins(fresh_server: Server) -> None:
+    with login(fresh_server) as web:
+        assert web.get("/").status_code == 200
+        out = cli(fresh_server.data_dir, "user", "passwd", "alice", "--password-stdin",
+                  stdin="another long password\n", env=fresh_server.env)
+        assert "1 web login(s) ended" in out.stdout
+        assert web.get("/").status_code == 303  # to /login: the old password's login is over
+    with login(fresh_server, password="another long password") as web:
+        out = cli(fresh_server.data_dir, "user", "disable", "alice", env=fresh_server.env)
+        assert "1 web login(s) ended" in out.stdout
+        assert web.get("/").status_code == 303

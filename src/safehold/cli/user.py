@@ -14,7 +14,7 @@ from safehold.core import users
 from safehold.core.model import Actor
 from safehold.errors import UserError
 from safehold.store.sla import is_internal
-from safehold.store import roles
+from safehold.store import roles, web_sessions
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -73,11 +73,14 @@ def passwd(name: str, password_stdin: bool, settings: Settings) -> None:
     """Set a new password for NAME."""
     try:
         password = users.check_password(_read_password(password_stdin))
-        open_store(settings).set_password(name, users.hash_password(password))
+        store = open_store(settings)
+        store.set_password(name, users.hash_password(password))
+        # A reset after a leak must not leave a web login made with the old password.
+        ended = web_sessions.remove_user(store, name)
     except UserError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"password changed for {name}; running servers accept the new one at once "
-               "and the old one for at most auth_cache_seconds")
+               f"and the old one for at most auth_cache_seconds; {ended} web login(s) ended")
 
 
 @user.command("list")
@@ -102,10 +105,12 @@ def list_(as_json: bool, settings: Settings) -> None:
 def disable(name: str, settings: Settings) -> None:
     """Stop NAME from logging in (data is kept)."""
     try:
-        open_store(settings).set_disabled(name, True)
+        store = open_store(settings)
+        store.set_disabled(name, True)
+        ended = web_sessions.remove_user(store, name)
     except UserError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"disabled {name}")
+    click.echo(f"disabled {name}; {ended} web login(s) ended")
 
 
 @user.command("enable")
