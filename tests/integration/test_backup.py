@@ -196,6 +196,7 @@ def test_regression_is_refused_with_503(replicated: Server, tmp_path: Path) -> N
     with replicated.client() as c:
         r = c.request("PROPFIND", f"{BOOK.format(u='alice')}/", headers={"Depth": "1"})
         assert r.status_code == 503 and "safehold restore" in r.text
+        assert "--into NEW_DIR" in r.text and "--database-url postgresql://" in r.text
     with httpx.Client(base_url=replicated.url) as anon:
         assert anon.get("/readyz").status_code == 503
 

@@ -88,7 +88,9 @@ def write_kit(path: Path, key: Key, replicas: list[str], lineage: str) -> None:
            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
            "key": base64.b64encode(key.secret).decode(), "fingerprint": key.fingerprint,
            "replicas": replicas, "lineage": lineage,
-           "restore": "safehold restore --from REPLICA_URL --kit THIS_FILE --into NEW_DATA_DIR"}
+           "restore": "safehold restore --from REPLICA_URL --kit THIS_FILE --into NEW_DATA_DIR "
+                      "(a server on PostgreSQL: add --database-url postgresql://USER@HOST/NEW_DB, "
+                      "a new, empty database)"}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

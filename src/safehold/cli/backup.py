@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
+import signal
 import sys
 import time
 from datetime import datetime
 from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
 
 import click
 from sqlalchemy.engine import make_url
@@ -27,6 +31,7 @@ from safehold.config import Settings
 from safehold.errors import SafeholdError
 from safehold.store import engine as engine_mod
 from safehold.store import replication as rep
+from safehold.store import wipe
 
 
 def _progress(stage: str, done: int, total: int) -> None:
@@ -180,7 +185,8 @@ def restore(source: str, kit: str, into: str, point: str | None, seq: int | None
             user: str | None, database_url: str | None) -> None:
     """Rebuild a server from a replica and the recovery kit alone, into a new data
     directory: a new SQLite database in it, or with --database-url an empty PostgreSQL
-    database. Nothing is written if the target already holds data."""
+    database. Nothing is written if the target already holds data; a restore that
+    fails half-way removes what it wrote, so that the same command can run again."""
     target = Path(into)
     if (target / "safehold.db").exists():
         raise click.ClickException(f"{into} already holds a database; restore into a new directory")
@@ -188,25 +194,24 @@ def restore(source: str, kit: str, into: str, point: str | None, seq: int | None
         _check_restore_target(database_url, target)
     settings = config_mod.load(None, {"data_dir": target, "database_url": database_url},
                                environ={})
-    try:
+    when = None
+    if point is not None:
+        try:
+            when = datetime.fromisoformat(point.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise click.BadParameter(f"{point!r} is not an ISO 8601 time") from exc
+    with _Undo(target, database_url) as undo:
         key, _ = read_kit(Path(kit))
         replica = open_replica(source)
+        to_seq = seq if when is None else seq_for_time(replica, key, when.timestamp())
+        undo.database_opened = True  # from here on the database may hold restored rows
         store = open_store(settings)
-        to_seq = seq
-        if point is not None:
-            try:
-                when = datetime.fromisoformat(point.replace("Z", "+00:00"))
-            except ValueError as exc:
-                raise click.BadParameter(f"{point!r} is not an ISO 8601 time") from exc
-            to_seq = seq_for_time(replica, key, when.timestamp())
         report = run_restore(replica, key, store, to_seq=to_seq, user=user, progress=_progress)
         # The restored server goes on shipping to the same replica with the same key
         # (same lineage) — or, restored to an earlier point, needs a new replica.
         replicas = [source] if report.lineage == _lineage_of(replica, key) else []
         if replicas:
             setup.init(settings, store, replicas, target / "recovery-kit.json", key=key)
-    except SafeholdError as exc:
-        raise click.ClickException(str(exc)) from exc
     if report.lineage != _lineage_of(replica, key):
         click.echo("restored to an earlier point: this is a new lineage; configure a new, empty "
                    "replica with `safehold backup init` before serving", err=True)
@@ -244,6 +249,101 @@ def _check_restore_target(url: str, into: Path) -> None:
             f"refusing to restore into {_shown(url)}: {problem}. Restore into a new, empty "
             "database (createdb NAME), or drop this one if it is a failed restore's leftover. "
             "Nothing was written")
+
+
+def _interrupted(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # SIGTERM: undo like Ctrl-C, then exit
+
+
+class _Undo:
+    """A restore that does not finish removes what it wrote: the data directory it
+    created (or the entries it added to an existing one) and, with --database-url,
+    safehold's tables — the target was checked to hold no safehold data before, so
+    they are the restore's own. The target is then as the restore found it, and the
+    same command runs again (a partly filled target would be refused as not new).
+    Ctrl-C and SIGTERM end a restore the same way; one killed outright (SIGKILL, power
+    loss) cannot undo itself."""
+
+    def __init__(self, target: Path, database_url: str | None) -> None:
+        self.target, self.database_url = target, database_url
+        self.made_dir = not target.exists()
+        while self.made_dir and not self.target.parent.exists():
+            self.target = self.target.parent  # open_store creates the parents too
+        self.before = set() if self.made_dir else {p.name for p in target.iterdir()}
+        self.database_opened = False
+        self._handlers: tuple[Any, Any] = (None, None)
+
+    def __enter__(self) -> _Undo:
+        self._handlers = (signal.getsignal(signal.SIGINT),
+                          signal.signal(signal.SIGTERM, _interrupted))
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc is None:
+            signal.signal(signal.SIGTERM, self._handlers[1])
+            return
+        # A second Ctrl-C must not stop the undo half-way and leave a target the next
+        # attempt refuses; the undo is short (a rmtree, one DROP transaction).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            done, problem = self._undo()
+        finally:
+            signal.signal(signal.SIGINT, self._handlers[0])
+            signal.signal(signal.SIGTERM, self._handlers[1])
+        what = ("interrupted" if isinstance(exc, KeyboardInterrupt)
+                else exc.format_message() if isinstance(exc, click.ClickException)
+                else str(exc) if isinstance(exc, SafeholdError)
+                else f"{type(exc).__name__}: {exc}")
+        if problem:
+            raise click.ClickException(
+                f"restore failed: {what}. Removing the partial restore failed too "
+                f"({problem}): {self._by_hand()}, then run the same command again") from exc
+        if not done:
+            raise click.ClickException(what) from exc  # nothing had been written
+        raise click.ClickException(
+            f"restore failed: {what}. Removed what it had written ({'; '.join(done)}): "
+            "the target is as before: run the same command again once the cause is "
+            "fixed") from exc
+
+    def _undo(self) -> tuple[list[str], str | None]:
+        done: list[str] = []
+        try:
+            if self.database_url is not None and self.database_opened:
+                engine = engine_mod.create(self.database_url)
+                try:
+                    dropped = wipe.drop_schema(engine)
+                finally:
+                    engine.dispose()
+                if dropped:
+                    done.append(f"dropped safehold's {len(dropped)} tables from "
+                                f"{_shown(self.database_url)}")
+            if self.made_dir:
+                if self.target.exists():
+                    shutil.rmtree(self.target)
+                    done.append(f"deleted {self.target}")
+            else:
+                added = sorted(p for p in self.target.iterdir() if p.name not in self.before)
+                for path in added:
+                    if path.is_dir() and not path.is_symlink():
+                        shutil.rmtree(path)
+                    else:
+                        path.unlink()
+                if added:
+                    done.append(f"deleted {', '.join(p.name for p in added)} from {self.target}")
+        except (SafeholdError, OSError) as exc:
+            return done, str(exc)
+        return done, None
+
+    def _by_hand(self) -> str:
+        steps = []
+        if self.database_url is not None and self.database_opened:
+            steps.append(f"drop the database {_shown(self.database_url)} and create it again, "
+                         "empty (dropdb NAME; createdb NAME)")
+        steps.append(f"delete {self.target}" if self.made_dir
+                     else f"delete what the restore added to {self.target}")
+        return " and ".join(steps)
 
 
 @click.command()

@@ -573,7 +573,9 @@ def _regression(store: Store, key: Key, replicas: list[ReplicaClient], lineage: 
             return (f"this server's data ends at change {last} but its replica {replica.url} "
                     f"holds changes up to {man.high_water}: data was lost here. Serving is "
                     f"paused so that devices keep their copies. Run `safehold restore --from "
-                    f"{replica.url} --kit KIT --into NEW_DIR` and start from NEW_DIR.")
+                    f"{replica.url} --kit KIT --into NEW_DIR` and start from NEW_DIR (on "
+                    "PostgreSQL: restore and serve with `--database-url "
+                    "postgresql://USER@HOST/NEW_DB`, a new, empty database).")
     return None
 
 
