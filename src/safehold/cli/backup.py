@@ -6,12 +6,14 @@ import shutil
 import signal
 import sys
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 from types import FrameType, TracebackType
 from typing import Any
 
 import click
+import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from safehold import config as config_mod
@@ -31,7 +33,7 @@ from safehold.config import Settings
 from safehold.errors import SafeholdError
 from safehold.store import engine as engine_mod
 from safehold.store import replication as rep
-from safehold.store import wipe
+from safehold.store import unfinished, wipe
 
 
 def _progress(stage: str, done: int, total: int) -> None:
@@ -188,6 +190,7 @@ def restore(source: str, kit: str, into: str, point: str | None, seq: int | None
     database. Nothing is written if the target already holds data; a restore that
     fails half-way removes what it wrote, so that the same command can run again."""
     target = Path(into)
+    _remove_unfinished(target, database_url)
     if (target / "safehold.db").exists():
         raise click.ClickException(f"{into} already holds a database; restore into a new directory")
     if database_url is not None:
@@ -205,13 +208,18 @@ def restore(source: str, kit: str, into: str, point: str | None, seq: int | None
         replica = open_replica(source)
         to_seq = seq if when is None else seq_for_time(replica, key, when.timestamp())
         undo.database_opened = True  # from here on the database may hold restored rows
-        store = open_store(settings)
+        store = open_store(settings, restoring=True)
+        # Until its last step, a database no process serves (store/unfinished.py): a
+        # restore killed outright cannot undo itself, and a partial one must never serve.
+        unfinished.mark(store, f"from {_without_secrets(source)}, started "
+                               f"{datetime.now(UTC).isoformat(timespec='seconds')}")
         report = run_restore(replica, key, store, to_seq=to_seq, user=user, progress=_progress)
         # The restored server goes on shipping to the same replica with the same key
         # (same lineage) — or, restored to an earlier point, needs a new replica.
         replicas = [source] if report.lineage == _lineage_of(replica, key) else []
         if replicas:
             setup.init(settings, store, replicas, target / "recovery-kit.json", key=key)
+        unfinished.clear(store)
     if report.lineage != _lineage_of(replica, key):
         click.echo("restored to an earlier point: this is a new lineage; configure a new, empty "
                    "replica with `safehold backup init` before serving", err=True)
@@ -224,6 +232,37 @@ def restore(source: str, kit: str, into: str, point: str | None, seq: int | None
 
 def _shown(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
+
+
+def _without_secrets(url: str) -> str:
+    parts = urlsplit(url)
+    return parts._replace(netloc=parts.hostname or "").geturl() if parts.password else url
+
+
+def _remove_unfinished(target: Path, database_url: str | None) -> None:
+    """A restore killed outright left its target marked unfinished (store/unfinished.py):
+    start over by removing that partial restore, and only that."""
+    url = database_url or f"sqlite:///{target / 'safehold.db'}"
+    if database_url is None and not (target / "safehold.db").exists():
+        return
+    engine = engine_mod.create(url)
+    try:
+        detail = unfinished.found(engine)
+        if detail is not None and database_url is not None:
+            wipe.drop_schema(engine)
+    except SafeholdError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except sa.exc.DBAPIError:
+        return  # unreachable or not a database: the checks below say so
+    finally:
+        engine.dispose()
+    if detail is None:
+        return
+    if database_url is None:
+        for name in ("safehold.db", "safehold.db-wal", "safehold.db-shm"):
+            (target / name).unlink(missing_ok=True)
+    click.echo(f"removed an unfinished restore ({detail}) from "
+               f"{_shown(database_url) if database_url else target}; starting over", err=True)
 
 
 def _check_restore_target(url: str, into: Path) -> None:

@@ -12,6 +12,7 @@ import click
 from safehold import config
 from safehold.errors import SafeholdError
 from safehold.store import engine as engine_mod
+from safehold.store import unfinished
 from safehold.store.repo import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -35,15 +36,20 @@ def common_options(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def open_store(settings: config.Settings) -> Store:
-    """Open the store the way the server does (creating it on first use)."""
+def open_store(settings: config.Settings, *, restoring: bool = False) -> Store:
+    """Open the store the way the server does (creating it on first use). A database a
+    restore did not finish is refused (store/unfinished.py), except by the restore."""
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = engine_mod.create(settings.db_url())
         engine_mod.ensure_schema(engine)
         engine_mod.self_test(engine)
+        detail = None if restoring else unfinished.found(engine)
     except SafeholdError as exc:
         raise click.ClickException(str(exc)) from exc
+    if detail is not None:
+        engine.dispose()
+        raise click.ClickException(unfinished.refusal(detail))
     return Store(engine, settings.tmp_dir)
 
 

@@ -32,7 +32,8 @@ from safehold.backup.crypto import Key
 from safehold.backup.replica_client import ReplicaClient, open_replica
 from safehold.backup.shipper import Shipper
 from safehold.backup.status import Status, compute
-from safehold.errors import SafeholdError
+from safehold.errors import SafeholdError, StoreUnavailable
+from safehold.store import unfinished
 from safehold.http import metrics
 from safehold.sla.service import Sla
 from safehold.store import sla as store_sla
@@ -589,6 +590,10 @@ def build(settings: Settings) -> App:
     engine_mod.ensure_schema(engine)
     facts = engine_mod.self_test(engine)
     log.info("store self-test passed: %s", facts)
+    detail = unfinished.found(engine)
+    if detail is not None:  # before anything below writes to it (a lineage, homes)
+        engine.dispose()
+        raise StoreUnavailable(unfinished.refusal(detail))
     store = Store(engine, settings.tmp_dir)
     store.lineage()
     return App(settings, store)
