@@ -5,8 +5,11 @@
     ├── StoreError             the database misbehaved
     │   ├── StoreUnavailable   cannot open / schema not current
     │   ├── WriteBusy          another writer holds the lock (Store.no_wait)
-    │   ├── StorageFull        the disk is full; nothing was stored (HTTP 507)
-    │   ├── StorageFailed      an I/O error of the disk; nothing was stored (HTTP 503)
+    │   ├── StorageFault       the disk or the database file failed (store/faults.py)
+    │   │   ├── StorageFull      the disk is full; nothing was stored (HTTP 507)
+    │   │   ├── StorageFailed    an I/O error of the disk; nothing was stored (HTTP 503)
+    │   │   ├── StorageCorrupt   the database file is damaged (HTTP 503, DAV paused)
+    │   │   └── StorageReadOnly  the database cannot be written (HTTP 503)
     │   └── SelfTestFailed     startup self-test refused the store
     ├── ArchiveError           an export archive or import file is unusable (says why)
     ├── UserError              principal management (CLI-facing)
@@ -52,15 +55,53 @@ class WriteBusy(StoreError):
     is allowed."""
 
 
-class StorageFull(StoreError):
+class StorageFault(StoreError):
+    """The disk or the database file failed a request; nothing of it was stored. What
+    a client is told (``public``: no detail of the disk or the database, those go to
+    the log), with which HTTP status and Retry-After (seconds, or None): the DAV layer,
+    the API and the web pages answer alike (http/app.py, web/site.py)."""
+
+    status = 503
+    retry_after: str | None = None
+    public = "storage error, nothing was stored"
+
+
+class StorageFull(StorageFault):
     """The disk (SQLITE_FULL, ENOSPC, PostgreSQL's 53100 disk_full) had no room: the
     write was rolled back; it may succeed once space is freed (store/faults.py)."""
 
+    status = 507  # RFC 4918 §11.5; DAVx5 shows "server storage full" and retries
+    public = ("insufficient storage: the server's disk is full and nothing was stored; "
+              "try again later")
 
-class StorageFailed(StoreError):
+
+class StorageFailed(StorageFault):
     """The disk reported an I/O error other than a failed fsync (which stops the
     process): the request's write was rolled back, its read not answered; a retry may
     succeed (store/faults.py)."""
+
+    retry_after = "30"  # a disk's I/O error is often gone by then
+    public = "storage error, nothing was stored; try again"
+
+
+class StorageCorrupt(StorageFault):
+    """The database file is damaged (SQLITE_CORRUPT, SQLITE_NOTADB, PostgreSQL's
+    XX001 data_corrupted, XX002 index_corrupted). It does not heal by itself: the
+    server stops serving DAV (promise 8: never a listing from a damaged store) until
+    the operator checks and restores it."""
+
+    retry_after = "3600"  # a restore takes the operator a while; clients keep their data
+    public = ("the server's database is damaged; nothing was stored. The operator must "
+              "check and restore it (safehold check, safehold restore)")
+
+
+class StorageReadOnly(StorageFault):
+    """The database cannot be written (SQLITE_READONLY: the file, its folder or the
+    file system read-only; PostgreSQL's 25006 read_only_sql_transaction, a standby):
+    nothing was stored; writes succeed again once the operator fixes it."""
+
+    retry_after = "300"
+    public = "the server's database is read-only; nothing was stored. Try again later"
 
 
 class ArchiveError(SafeholdError):

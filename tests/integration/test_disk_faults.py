@@ -12,11 +12,16 @@ below it, not a mock).
 - A failed write rolls the transaction back: the PUT gets a 503 with Retry-After (an
   I/O error) or a 507 (a full disk, RFC 4918 §11.5), never a 500 that reads as a bug;
   nothing of it is stored, logged or shipped, and the server goes on serving. A read
-  that fails is a 503 too.
+  that fails is a 503 too, and so is a read-only database (SQLITE_READONLY).
+- A damaged database (SQLITE_CORRUPT) is a 503 too, and pauses DAV and /readyz until
+  the server is restarted (after a restore). The web pages answer like DAV.
+- A CLI command whose fsync fails exits 70 with a message, no traceback.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -35,6 +40,7 @@ from safehold.store.sqlite_dbapi import TEST_VFS_ENV
 from tests.support import faulty_vfs
 from tests.support.clients import sync_token
 from tests.support.server import Server, add_user, cli
+from tests.support.web import csrf, login
 
 BOOK = "/dav/addressbooks/alice/contacts/"
 
@@ -282,3 +288,107 @@ def test_a_read_that_fails_is_503_and_the_next_one_succeeds(faulty: Faulty) -> N
             assert srv.proc is not None and srv.proc.poll() is None
     finally:
         srv.stop()
+
+
+def test_a_damaged_database_is_503_and_serving_pauses_until_restarted(faulty: Faulty) -> None:
+    """SQLITE_CORRUPT is not a bug of a request (no 500) and does not heal: DAV and
+    /readyz answer 503 from then on (promise 8: never a listing from a damaged store),
+    until the operator restores the database and restarts the server."""
+    srv = faulty.srv
+    srv.start()
+    try:
+        with srv.client() as c:
+            token, _ = _stored_a(srv, c)
+            assert c.put(BOOK + "b.vcf", content=_card("b")).status_code == 201
+            before = srv.changes()
+            faulty.fail(faulty_vfs.CORRUPT)
+            r = c.get(BOOK + "b.vcf")  # the PUT's change: read from the disk again
+            rid = r.headers["x-request-id"]
+            assert (r.status_code, r.text, r.headers.get("retry-after")) == (503, (
+                "the server's database is damaged; nothing was stored. The operator must check "
+                f"and restore it (safehold check, safehold restore) (request id {rid})\n"), "3600")
+            assert srv.log().count(f"request {rid} GET {BOOK}b.vcf: the database is damaged") == 1
+            assert "Traceback" not in srv.log()
+            faulty.fail(faulty_vfs.CORRUPT, on=False)
+            ready = httpx.get(srv.url + "/readyz")
+            assert ready.status_code == 503 and "the database is damaged" in ready.text
+            for r in (c.get(BOOK + "a.vcf"), c.request("PROPFIND", BOOK, headers={"Depth": "1"}),
+                      c.put(BOOK + "c.vcf", content=_card("c"))):
+                assert r.status_code == 503 and "safehold restore" in r.text, r.text
+            assert srv.proc is not None and srv.proc.poll() is None
+    finally:
+        srv.stop()
+    assert srv.changes() == before
+    srv.start()  # as after a restore: serving again
+    try:
+        with srv.client() as c:
+            assert c.get(BOOK + "b.vcf").content == _card("b")
+            assert sync_token(c, BOOK) != token  # b.vcf's change, as before the fault
+    finally:
+        srv.stop()
+
+
+def test_a_read_only_database_is_503_and_changes_nothing(faulty: Faulty) -> None:
+    srv = faulty.srv
+    srv.start()
+    try:
+        with srv.client() as c:
+            token, before = _stored_a(srv, c)
+            faulty.fail(faulty_vfs.READ_ONLY)
+            _refused_puts(srv, c, lambda rid: (
+                503, "the server's database is read-only; nothing was stored. Try again later "
+                f"(request id {rid})\n", "300"),
+                lambda rid, name: f"request {rid} PUT {BOOK}{name}: the database is read-only")
+            assert "Traceback" not in srv.log()
+            _nothing_changed(faulty, c, token, before)
+            faulty.fail(faulty_vfs.READ_ONLY, on=False)  # the operator fixed it
+            assert srv.proc is not None and srv.proc.poll() is None
+            assert c.put(BOOK + "c.vcf", content=_card("c")).status_code == 201
+            assert httpx.get(srv.url + "/readyz").status_code == 200
+    finally:
+        srv.stop()
+
+
+def test_web_pages_answer_a_full_disk_507_and_an_io_error_503(faulty: Faulty) -> None:
+    srv = faulty.srv
+    srv.start()
+    try:
+        with srv.client() as c:
+            assert c.put(BOOK + "a.vcf", content=_card("a")).status_code == 201
+            assert c.delete(BOOK + "a.vcf").status_code == 204
+        before = srv.changes()
+        with login(srv) as web:
+            form = {"csrf": csrf(web, "/"), "path": BOOK + "a.vcf"}
+            faulty.fail(faulty_vfs.DISK_FULL)
+            r = web.post("/undelete", data=form)
+            assert (r.status_code, r.headers.get("retry-after")) == (507, None), r.text
+            assert "the server&#39;s disk is full and nothing was stored" in r.text
+            faulty.fail(faulty_vfs.DISK_FULL, on=False)
+            faulty.fail(faulty_vfs.FAIL_WRITE)
+            r = web.post("/undelete", data=form)
+            assert (r.status_code, r.headers.get("retry-after")) == (503, "30"), r.text
+            assert "storage error, nothing was stored; try again" in r.text
+            assert r.headers["content-type"].startswith("text/html")
+            faulty.fail(faulty_vfs.FAIL_WRITE, on=False)
+            assert srv.changes() == before
+            assert web.post("/undelete", data=form).status_code == 303
+        with srv.client() as c:
+            assert c.get(BOOK + "a.vcf").content == _card("a")
+    finally:
+        srv.stop()
+
+
+def test_a_cli_command_whose_fsync_fails_exits_70_without_a_traceback(tmp_path: Path) -> None:
+    # `user add` on a new data folder creates the schema (Alembic, through the engine,
+    # not the store's writer): its commit's fsync fails.
+    faults_dir = tmp_path / "faults"
+    faults_dir.mkdir()
+    (faults_dir / faulty_vfs.FAIL_SYNC).touch()
+    proc = subprocess.run(
+        [sys.executable, faulty_vfs.__file__, "user", "add", "alice", "--password-stdin",
+         "--data-dir", str(tmp_path / "data")], input="a long password\n", capture_output=True,
+        text=True, timeout=120, env={**os.environ, TEST_VFS_ENV: faulty_vfs.NAME,
+                                     faulty_vfs.FAULTS_ENV: str(faults_dir)})
+    assert proc.returncode == 70, proc.stdout + proc.stderr
+    assert "error: the disk failed to fsync the database" in proc.stderr
+    assert "Traceback" not in proc.stderr

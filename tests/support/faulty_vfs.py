@@ -1,12 +1,13 @@
 """A fault-injecting SQLite VFS: the real "unix" VFS below a real database, except
 that, while a switch file exists, every xSync (fsync) or xWrite of a database's WAL
 file fails with SQLITE_IOERR_FSYNC or SQLITE_IOERR_WRITE, as a disk that refuses, or
-its xWrite with SQLITE_FULL, as a full disk, or every xRead of the database or its
-WAL with SQLITE_IOERR_READ.
+its xWrite with SQLITE_FULL, as a full disk, or with SQLITE_READONLY, as a database
+that cannot be written, or every xRead of the database or its WAL with
+SQLITE_IOERR_READ, or with SQLITE_CORRUPT, as a damaged file.
 
 The switches are files in the folder named by ``SAFEHOLD_TEST_FAULTS`` (``fail-sync``,
-``fail-write``, ``disk-full``, ``fail-read``), so that a test flips them in a server
-process it started. Run as a script, this module registers the VFS and then runs the
+``fail-write``, ``disk-full``, ``fail-read``, ``read-only``, ``corrupt``), so that a test
+flips them in a server process it started. Run as a script, this module registers the VFS and then runs the
 ``safehold`` CLI with its arguments (``python faulty_vfs.py serve --data-dir …``); with
 ``SAFEHOLD_TEST_SQLITE_VFS=faulty`` every connection of the store uses it. The VFS is
 registered at import, so a spawned child process (which re-imports this script as its
@@ -25,6 +26,8 @@ FAIL_SYNC = "fail-sync"
 FAIL_WRITE = "fail-write"
 DISK_FULL = "disk-full"
 FAIL_READ = "fail-read"
+READ_ONLY = "read-only"
+CORRUPT = "corrupt"
 
 
 def _failing(switch: str) -> bool:
@@ -49,11 +52,15 @@ class FaultyFile(apsw.VFSFile):
             raise apsw.exception_for(apsw.SQLITE_IOERR_WRITE)
         if self.wal and _failing(DISK_FULL):
             raise apsw.exception_for(apsw.SQLITE_FULL)
+        if self.wal and _failing(READ_ONLY):
+            raise apsw.exception_for(apsw.SQLITE_READONLY)
         super().xWrite(data, offset)
 
     def xRead(self, amount: int, offset: int) -> bytes:
         if self.data and _failing(FAIL_READ):
             raise apsw.exception_for(apsw.SQLITE_IOERR_READ)
+        if self.data and _failing(CORRUPT):
+            raise apsw.exception_for(apsw.SQLITE_CORRUPT)
         return super().xRead(amount, offset)
 
 

@@ -14,7 +14,9 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from safehold.errors import StorageFailed, StorageFull, StoreError
+from safehold.errors import (StorageCorrupt, StorageFailed, StorageFull, StorageReadOnly,
+                             StoreError)
+from safehold.store import engine as engine_mod
 from safehold.store import faults, sqlite_dbapi
 from safehold.store.repo import Store
 from tests.support import faulty_store, faulty_vfs
@@ -23,7 +25,11 @@ from tests.support import faulty_store, faulty_vfs
 @pytest.mark.parametrize("code, kind", [
     (apsw.SQLITE_FULL, StorageFull), (apsw.SQLITE_IOERR_WRITE, StorageFailed),
     (apsw.SQLITE_IOERR_READ, StorageFailed), (apsw.SQLITE_IOERR, StorageFailed),
-    (apsw.SQLITE_CONSTRAINT, None), (apsw.SQLITE_ERROR, None), (apsw.SQLITE_CORRUPT, None)])
+    (apsw.SQLITE_CORRUPT, StorageCorrupt), (apsw.SQLITE_CORRUPT_INDEX, StorageCorrupt),
+    (apsw.SQLITE_NOTADB, StorageCorrupt), (apsw.SQLITE_READONLY, StorageReadOnly),
+    (apsw.SQLITE_READONLY_DBMOVED, StorageReadOnly), (apsw.SQLITE_READONLY_CANTINIT, StorageReadOnly),
+    (apsw.SQLITE_CONSTRAINT, None), (apsw.SQLITE_ERROR, None), (apsw.SQLITE_CANTOPEN, None),
+    (apsw.SQLITE_BUSY, None)])
 def test_sqlite_errors_are_known_by_their_result_code(code: int, kind: type | None) -> None:
     raised = apsw.exception_for(code)
     assert isinstance(raised, apsw.Error)
@@ -46,6 +52,11 @@ def _raised_from(cause: BaseException) -> BaseException:
     (OSError(errno.EIO, "Input/output error"), StorageFailed),
     (psycopg.errors.DiskFull("could not extend file"), StorageFull),  # SQLSTATE 53100
     (psycopg.errors.IoError("could not read block"), StorageFailed),  # 58030
+    (psycopg.errors.ReadOnlySqlTransaction("read-only transaction"), StorageReadOnly),  # 25006
+    (psycopg.errors.DataCorrupted("invalid page in block 7"), StorageCorrupt),  # XX001
+    (psycopg.errors.IndexCorrupted("index contains unexpected zero page"), StorageCorrupt),
+    (sa.exc.OperationalError("COMMIT", (), psycopg.errors.DataCorrupted("bad page")),
+     StorageCorrupt),  # as SQLAlchemy raises it
     (OSError(errno.ECONNRESET, "Connection reset"), None),
     (psycopg.errors.UniqueViolation("duplicate key"), None),
     (ValueError("a bug"), None)])
@@ -103,3 +114,61 @@ def test_a_read_that_fails_is_a_storage_fault(store: Store) -> None:
     assert not isinstance(raised.value, StoreError)  # reads are not translated by the store
     faulty_store.fail(faulty_vfs.FAIL_READ, on=False)
     assert faulty_store.rows(store) == [1]
+
+
+@pytest.mark.parametrize("code, fsync", [
+    (apsw.SQLITE_IOERR_FSYNC, True), (apsw.SQLITE_IOERR_DIR_FSYNC, True),
+    (apsw.SQLITE_IOERR_WRITE, False), (apsw.SQLITE_FULL, False)])
+def test_a_failed_fsync_is_found_through_its_causes(code: int, fsync: bool) -> None:
+    # Where a caller outside the store catches it (upgrade.runner, the CLI's entry).
+    translated = sqlite_dbapi._translate(apsw.exception_for(code))
+    wrapped = sa.exc.DBAPIError.instance("COMMIT", (), translated, sqlite_dbapi.Error)
+    assert faults.fsync_failed(translated) is fsync
+    assert faults.fsync_failed(_raised_from(wrapped)) is fsync
+    assert faults.kind(translated) is (None if fsync else faults.kind(wrapped))
+
+
+def _corrupt(path: Path) -> None:
+    """Overwrite every page of the database file but the header page with garbage."""
+    with open(path, "r+b") as fh:
+        size = fh.seek(0, 2)
+        fh.seek(4096)
+        fh.write(b"\xa5" * (size - 4096))
+
+
+def test_a_damaged_database_file_is_storage_corrupt(tmp_path: Path) -> None:
+    # A real file whose pages were overwritten (no fault injection): a read of it.
+    engine = engine_mod.create(f"sqlite:///{tmp_path / 'x.db'}")
+    store = Store(engine, tmp_path)
+    store._write(lambda c: c.exec_driver_sql("CREATE TABLE t (x TEXT)"))
+    store._write(lambda c: c.exec_driver_sql(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200) "
+        "INSERT INTO t SELECT hex(randomblob(500)) FROM n"))
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+    _corrupt(tmp_path / "x.db")
+    engine = engine_mod.create(f"sqlite:///{tmp_path / 'x.db'}")
+    try:
+        with pytest.raises(sa.exc.DatabaseError) as raised:
+            Store(engine, tmp_path)._read(
+                lambda c: c.exec_driver_sql("SELECT count(*), max(x) FROM t").all())
+        assert faults.kind(raised.value) is StorageCorrupt
+    finally:
+        engine.dispose()
+
+
+def test_a_database_that_cannot_be_written_is_storage_read_only(tmp_path: Path) -> None:
+    # SQLite's own SQLITE_READONLY (the file opened read-only), not injected: a write
+    # is StorageReadOnly (HTTP 503), nothing is stored, reads go on.
+    engine = engine_mod.create(f"sqlite:///{tmp_path / 'x.db'}")
+    Store(engine, tmp_path)._write(lambda c: c.exec_driver_sql("CREATE TABLE t (x INTEGER)"))
+    engine.dispose()
+    ro = engine_mod.create(f"sqlite:///file:{tmp_path / 'x.db'}?mode=ro&uri=true")
+    store = Store(ro, tmp_path)
+    try:
+        with pytest.raises(StorageReadOnly):
+            faulty_store.insert(store, 1)
+        assert faulty_store.rows(store) == []
+    finally:
+        ro.dispose()

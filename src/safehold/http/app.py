@@ -47,7 +47,8 @@ from safehold.sync import collection as sync_collection
 from safehold.dav.errors import DavError
 from safehold.dav.paths import check_path
 from safehold.dav.types import BodyBytes, DavRequest, DavResponse, Pieces
-from safehold.errors import DomainError, StorageFailed, StorageFull, WriteBusy
+from safehold.errors import (DomainError, StorageCorrupt, StorageFailed, StorageFault,
+                             StorageFull, StorageReadOnly, WriteBusy)
 from safehold.http import api as api_mod
 from safehold.http.auth import Authenticator
 from safehold.http import webglue
@@ -102,26 +103,39 @@ def _dav_error(err: DavError) -> _Reply:
     return _text(err.status, err.message, err.headers)
 
 
-STORAGE_RETRY_AFTER = "30"  # seconds: a disk's I/O error is often gone by then
-
-
 def _failure(exc: Exception, scope: Scope, request_id: str) -> _Reply:
     """The answer to a request that failed unexpectedly; the details go to the log
-    only. A full disk or a disk's I/O error stored nothing (store/faults.py) and is
-    told as such: 507 (RFC 4918 §11.5; DAVx5 shows "server storage full" and retries)
-    or 503 with Retry-After (clients keep their data and retry), not a 500 that reads
-    as a bug."""
+    only. A storage fault stored nothing (store/faults.py) and is told as such, with
+    what to do: a full disk 507 (RFC 4918 §11.5; DAVx5 shows "server storage full" and
+    retries), an I/O error, a damaged or a read-only database 503 with Retry-After
+    (clients keep their data and retry), not a 500 that reads as a bug."""
     kind = faults.kind(exc)
     where = (request_id, scope.get("method"), scope.get("path"))
-    if kind is StorageFull:
-        log.error("request %s %s %s: the disk is full, nothing was stored: %s", *where, exc)
-        return _text(507, "insufficient storage: the server's disk is full and nothing was "
-                     f"stored; try again later (request id {request_id})")
-    log.error("request %s %s %s failed:\n%s", *where, traceback.format_exc())
     if kind is StorageFailed:
-        return _text(503, f"storage error, nothing was stored; try again (request id "
-                     f"{request_id})", [("Retry-After", STORAGE_RETRY_AFTER)])
+        log.error("request %s %s %s failed:\n%s", *where, traceback.format_exc())
+    elif kind is not None:
+        # Not a bug: one line with the database's own words, no traceback.
+        log.error("request %s %s %s: %s, nothing was stored: %s", *where,
+                  _FAULT_LOGGED.get(kind, "storage fault"), _detail(exc))
+    if kind is not None:
+        headers = [("Retry-After", kind.retry_after)] if kind.retry_after else []
+        return _text(kind.status, f"{kind.public} (request id {request_id})", headers)
+    log.error("request %s %s %s failed:\n%s", *where, traceback.format_exc())
     return _text(500, f"internal error; request id {request_id}")
+
+
+DAMAGED = ("the database is damaged: serving is paused so that devices keep their copies. "
+           "Check it (safehold check), restore it (safehold restore) and restart the server")
+_FAULT_LOGGED: dict[type[StorageFault], str] = {
+    StorageFull: "the disk is full", StorageCorrupt: "the database is damaged",
+    StorageReadOnly: "the database is read-only"}
+
+
+def _detail(exc: BaseException) -> str:
+    """What the database said, without SQLAlchemy's statement and parameters (they may
+    hold a user's data)."""
+    orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else None
+    return str(orig if orig is not None else exc)
 
 
 def install_protocols() -> None:
@@ -196,6 +210,11 @@ class App:
             reply = await self._route(scope, receive, request_id)
         except Exception as exc:  # noqa: BLE001 - the one place every failure is caught
             reply = _failure(exc, scope, request_id)
+            if self.regressed is None and faults.kind(exc) is StorageCorrupt:
+                # Promise 8: a damaged store may answer a smaller listing next, so DAV
+                # and /readyz answer 503 from now on, as for a regression.
+                self.regressed = DAMAGED
+                log.error("%s", DAMAGED)
         await self._send(send, reply, request_id)
         self.sla.count(reply.status, _user_agent(scope))
         elapsed = time.monotonic() - started

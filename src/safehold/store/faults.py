@@ -1,47 +1,54 @@
-"""Which storage faults an error stands for: a full disk or an I/O error, whether
-SQLite (store/sqlite_dbapi.py), PostgreSQL or a temporary file reported it.
+"""Which storage fault an error stands for: a full disk, an I/O error, a damaged or a
+read-only database, whether SQLite (store/sqlite_dbapi.py), PostgreSQL or a temporary
+file reported it.
 
-Both leave nothing stored (the transaction is rolled back, a spooled body discarded)
-and the server serving, so the HTTP layer answers them with what a client can act on
-(507, 503 with Retry-After) rather than a 500 that reads as a bug. A failed fsync is
-not one of them: it stops the process (engine.fatal_fsync, fsyncgate)."""
+Each leaves nothing stored (the transaction is rolled back, a spooled body discarded)
+and the process running, so the HTTP layer answers them with what a client can act on
+(507, 503 with Retry-After: errors.StorageFault) rather than a 500 that reads as a bug.
+A failed fsync is not one of them: it stops the process (engine.fatal_fsync,
+fsyncgate); ``fsync_failed`` finds it where an error is caught outside the store."""
 
 from __future__ import annotations
 
 import errno
+from collections.abc import Iterator
 
 import sqlalchemy as sa
 
-from safehold.errors import StorageFailed, StorageFull
+from safehold.errors import (StorageCorrupt, StorageFailed, StorageFault, StorageFull,
+                             StorageReadOnly)
 from safehold.store import sqlite_dbapi
 
-# PostgreSQL's SQLSTATEs (Appendix A): 53100 disk_full, 58030 io_error.
-_PG_FULL, _PG_IO = "53100", "58030"
+# PostgreSQL's SQLSTATEs (Appendix A): 53100 disk_full, 58030 io_error, 25006
+# read_only_sql_transaction (a standby, default_transaction_read_only), XX001
+# data_corrupted, XX002 index_corrupted.
+_PG = {"53100": StorageFull, "58030": StorageFailed, "25006": StorageReadOnly,
+       "XX001": StorageCorrupt, "XX002": StorageCorrupt}
 _OS_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 _OS_FAILED = frozenset({errno.EIO, errno.EROFS})
+_SQLITE: tuple[tuple[type[sqlite_dbapi.DatabaseError], type[StorageFault]], ...] = (
+    (sqlite_dbapi.DiskFull, StorageFull), (sqlite_dbapi.IOFailed, StorageFailed),
+    (sqlite_dbapi.Corrupt, StorageCorrupt), (sqlite_dbapi.ReadOnly, StorageReadOnly))
 
 
-def _kind(exc: BaseException) -> type[StorageFull] | type[StorageFailed] | None:
-    if isinstance(exc, (StorageFull, sqlite_dbapi.DiskFull)):
-        return StorageFull
-    if isinstance(exc, (StorageFailed, sqlite_dbapi.IOFailed)):
-        return StorageFailed
+def _kind(exc: BaseException) -> type[StorageFault] | None:
+    if isinstance(exc, StorageFault):  # translated by the store already
+        return type(exc)
+    for error, found in _SQLITE:
+        if isinstance(exc, error):
+            return found
     if isinstance(exc, OSError) and exc.errno in _OS_FULL:
         return StorageFull
     if isinstance(exc, OSError) and exc.errno in _OS_FAILED:
         return StorageFailed
     sqlstate = getattr(exc, "sqlstate", None)  # psycopg's errors
-    if sqlstate == _PG_FULL:
-        return StorageFull
-    if sqlstate == _PG_IO:
-        return StorageFailed
-    return None
+    return _PG.get(sqlstate) if isinstance(sqlstate, str) else None
 
 
-def kind(exc: BaseException) -> type[StorageFull] | type[StorageFailed] | None:
-    """StorageFull or StorageFailed if ``exc`` or an error it was raised from (``raise
-    … from``, SQLAlchemy's ``orig``) is a full disk or an I/O error, else None. Only
-    explicit causes: an unrelated bug raised while handling an I/O error stays a bug."""
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and the errors it was raised from (``raise … from``, SQLAlchemy's
+    ``orig``). Only explicit causes: an unrelated bug raised while handling an I/O
+    error stays a bug."""
     seen: set[int] = set()
     todo: list[BaseException] = [exc]
     while todo:
@@ -49,11 +56,25 @@ def kind(exc: BaseException) -> type[StorageFull] | type[StorageFailed] | None:
         if id(e) in seen:
             continue
         seen.add(id(e))
-        found = _kind(e)
-        if found is not None:
-            return found
+        yield e
         if isinstance(e, sa.exc.DBAPIError) and isinstance(e.orig, BaseException):
             todo.append(e.orig)
         if e.__cause__ is not None:
             todo.append(e.__cause__)
+
+
+def kind(exc: BaseException) -> type[StorageFault] | None:
+    """StorageFull, StorageFailed, StorageCorrupt or StorageReadOnly if ``exc`` or an
+    error it was raised from is one of these faults, else None."""
+    for e in _causes(exc):
+        found = _kind(e)
+        if found is not None:
+            return found
     return None
+
+
+def fsync_failed(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or was raised from, SQLite's report of a failed fsync: the
+    caller must stop the process (engine.fatal_fsync) without touching the database
+    again."""
+    return any(isinstance(e, sqlite_dbapi.FsyncFailed) for e in _causes(exc))

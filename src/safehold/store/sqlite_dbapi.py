@@ -90,6 +90,16 @@ class IOFailed(OperationalError):
     statement failed and may succeed later (store/faults.py maps it to HTTP 503)."""
 
 
+class Corrupt(DatabaseError):
+    """SQLITE_CORRUPT or SQLITE_NOTADB: the database file is damaged, or not a database
+    at all (store/faults.py: HTTP 503, DAV paused until the operator restores it)."""
+
+
+class ReadOnly(OperationalError):
+    """SQLITE_READONLY: the database (or its WAL, its folder) cannot be written; the
+    statement failed and nothing was stored (store/faults.py maps it to HTTP 503)."""
+
+
 # SQLite tells a failed fsync only by its extended result code: the message is the
 # generic "disk I/O error" (the test that looked for "fsync" in it never matched, so a
 # failed fsync went on as an ordinary write error; tests/integration/test_disk_faults).
@@ -109,10 +119,12 @@ def _translate(exc: apsw.Error) -> DatabaseError:
         return DiskFull(str(exc) or "database or disk is full")
     if isinstance(exc, apsw.IOError):  # not a failed fsync: that one is checked first
         return IOFailed(str(exc) or "disk I/O error")
-    if isinstance(exc, (apsw.CantOpenError, apsw.ReadOnlyError)):
+    if isinstance(exc, apsw.ReadOnlyError):
+        return ReadOnly(str(exc) or "attempt to write a readonly database")
+    if isinstance(exc, apsw.CantOpenError):
         return OperationalError(str(exc))
     if isinstance(exc, (apsw.CorruptError, apsw.NotADBError)):
-        return DatabaseError(str(exc))
+        return Corrupt(str(exc) or "database disk image is malformed")
     return DatabaseError(str(exc))
 
 

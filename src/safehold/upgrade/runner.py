@@ -41,7 +41,7 @@ from safehold.backup import setup
 from safehold.config import Settings
 from safehold.errors import SafeholdError
 from safehold.store import engine as engine_mod
-from safehold.store import sqlite_dbapi, versioning
+from safehold.store import faults, sqlite_dbapi, versioning
 from safehold.store.repo import WRITE_LOCK_KEY, Store
 from safehold.store.schema import metadata
 from safehold.upgrade import checks, gate, preserve
@@ -225,7 +225,17 @@ def upgrade(store: Store, settings: Settings, opts: Options, say: Say) -> None:
     """Run (or with ``dry_run`` describe) the upgrade. Raises UpgradeError when it does
     not happen; returns when the schema is at the head of this code."""
     with _only_one(store, settings.data_dir):
-        _upgrade(store, settings, opts, say)
+        try:
+            _upgrade(store, settings, opts, say)
+        except Exception as exc:
+            if faults.fsync_failed(exc):
+                # fsyncgate: no rollback, restore or marker write may follow (a retried
+                # fsync can report success with the data gone). The marker, if written,
+                # stays: the next run replays the log and finishes or rolls back.
+                say("the disk failed to fsync the database: stopped at once. Check the disk, "
+                    "then run `safehold upgrade` again: it finishes or rolls back")
+                engine_mod.fatal_fsync(exc)
+            raise
 
 
 def _upgrade(store: Store, settings: Settings, opts: Options, say: Say) -> None:
@@ -319,6 +329,8 @@ def _migrate_and_finish(store: Store, p: Plan, marker: dict[str, Any], say: Say)
     try:
         migrate(engine, p, say)
     except Exception as exc:  # noqa: BLE001 - any failure of a migration: restore, then say it
+        if faults.fsync_failed(exc):
+            raise  # stops the process (upgrade), not a failure to recover from here
         _recover(store, marker, exc, say)
     pause_point("committed")
     _write_meta(engine, marker=None, last={

@@ -26,8 +26,8 @@ from safehold.backup.shipper import Shipper
 from safehold.backup.status import Status
 from safehold.config import Settings
 from safehold.core.model import Principal
-from safehold.errors import DomainError, SafeholdError, UserError
-from safehold.store import roles
+from safehold.errors import DomainError, SafeholdError, StorageCorrupt, UserError
+from safehold.store import faults, roles
 from safehold.store.history import History
 from safehold.store.incidents import Incidents
 from safehold.store.repo import Store
@@ -238,7 +238,19 @@ class Web:
         except UserError as exc:
             status = 404 if type(exc).__name__ == "UnknownUser" else 400
             return self.error(status, str(exc), req)
-        except SafeholdError as exc:
+        except Exception as exc:
+            kind = faults.kind(exc)
+            if kind is not None and kind is not StorageCorrupt:
+                # Answered as DAV and the API answer it (errors.StorageFault); a damaged
+                # database goes to http.app, which also pauses serving.
+                log.error("web %s %s: storage fault, nothing was stored: %s", req.method,
+                          req.path, getattr(exc, "orig", None) or exc)  # not SQL's parameters
+                reply = self.error(kind.status, kind.public, req)
+                if kind.retry_after:
+                    reply.headers.append(("Retry-After", kind.retry_after))
+                return reply
+            if kind is not None or not isinstance(exc, SafeholdError):
+                raise
             log.error("web %s %s failed:\n%s", req.method, req.path, traceback.format_exc())
             return self.error(503, str(exc), req)
 
