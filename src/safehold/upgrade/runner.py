@@ -363,7 +363,9 @@ def _recover(store: Store, marker: dict[str, Any], exc: BaseException, say: Say)
         restored = f"restored from {copy}"
     if problems:
         pinned = marker.get("pinned") or {}
-        hint = "; ".join(f"`safehold restore --from {u} --kit KIT --into NEW_DIR --seq {s}`"
+        pg = " --database-url postgresql://USER@HOST/NEW_DB" \
+            if engine.dialect.name == "postgresql" else ""  # a new, empty database
+        hint = "; ".join(f"`safehold restore --from {u} --kit KIT --into NEW_DIR --seq {s}{pg}`"
                          for u, s in pinned.items()) or "the operator's own database backup"
         raise UpgradeError(
             f"the upgrade failed ({what}) and the database does NOT match its pre-upgrade state "
