@@ -158,9 +158,11 @@ def test_a_damaged_database_file_is_storage_corrupt(tmp_path: Path) -> None:
         engine.dispose()
 
 
-def test_a_database_that_cannot_be_written_is_storage_read_only(tmp_path: Path) -> None:
+def test_a_database_that_cannot_be_written_is_storage_read_only(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # SQLite's own SQLITE_READONLY (the file opened read-only), not injected: a write
     # is StorageReadOnly (HTTP 503), nothing is stored, reads go on.
+    monkeypatch.chdir(tmp_path)  # engine.create makes the "file:…" URL's folder, relative
     engine = engine_mod.create(f"sqlite:///{tmp_path / 'x.db'}")
     Store(engine, tmp_path)._write(lambda c: c.exec_driver_sql("CREATE TABLE t (x INTEGER)"))
     engine.dispose()
