@@ -60,15 +60,29 @@ class Key:
         return MAGIC + nonce + AESGCM(self.secret).encrypt(nonce, body, name.encode())
 
     def open(self, data: bytes, name: str) -> bytes:
+        return zstandard.ZstdDecompressor().decompress(self.authenticate(data, name),
+                                                       max_output_size=1 << 31)
+
+    def authenticate(self, data: bytes, name: str) -> bytes:
+        """The compressed plaintext of an object, once it authenticates. Decrypted whole
+        (AES-GCM proves the bytes only at their end, and nothing unproven may be read);
+        it is a fraction of the plaintext (a snapshot's: ~1/8), which ``Plaintext``
+        decompresses piece by piece."""
         if len(data) < len(MAGIC) + 12 + 16 or not data.startswith(MAGIC):
             raise CorruptObject(f"{name}: not a safehold object or truncated")
         nonce = data[4:16]
         try:
-            body = AESGCM(self.secret).decrypt(nonce, data[16:], name.encode())
+            return AESGCM(self.secret).decrypt(nonce, data[16:], name.encode())
         except InvalidTag as exc:
             raise CorruptObject(f"{name}: authentication failed (corrupted, truncated, "
                                 "or encrypted with another key)") from exc
-        return zstandard.ZstdDecompressor().decompress(body, max_output_size=1 << 31)
+
+    def check(self, data: bytes, name: str) -> None:
+        """``open`` without holding the plaintext: authenticated, then decompressed to
+        its end and dropped (a damaged frame fails as CorruptObject)."""
+        plain = Plaintext(self.authenticate(data, name), name)
+        while plain.read(1 << 20):
+            pass
 
     def mac(self, data: bytes) -> str:
         return hmac.new(self.secret, data, hashlib.sha256).hexdigest()
@@ -77,6 +91,25 @@ class Key:
         """Blob objects are named by a keyed hash, so the replica does not reveal
         which well-known files a user has."""
         return hmac.new(self.secret, sha256.encode(), hashlib.sha256).hexdigest()[:40]
+
+
+class Plaintext:
+    """An authenticated object's plaintext (``Key.authenticate``), decompressed as it
+    is read; a damaged frame is CorruptObject, as from ``Key.open``."""
+
+    def __init__(self, compressed: bytes, name: str) -> None:
+        self._reader = zstandard.ZstdDecompressor().stream_reader(compressed)
+        self.name = name
+
+    def read(self, size: int) -> bytes:
+        """``size`` bytes, fewer only at the end of the plaintext."""
+        out = b""
+        try:
+            while len(out) < size and (piece := self._reader.read(size - len(out))):
+                out += piece
+        except zstandard.ZstdError as exc:
+            raise CorruptObject(f"{self.name}: authenticates but does not decompress") from exc
+        return out
 
 
 def new_key() -> Key:

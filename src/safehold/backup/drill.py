@@ -116,7 +116,7 @@ def verify(replica: ReplicaClient, key: Key) -> list[str]:
         if obj.path == manifest_mod.NAME:
             continue
         try:
-            key.open(replica.get(obj.path), obj.path)
+            key.check(replica.get(obj.path), obj.path)  # a snapshot's plaintext is not held
         except SafeholdError as exc:
             problems.append(str(exc))
         names.discard(obj.path)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 from collections import deque
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from safehold.backup import manifest as manifest_mod
 from safehold.backup import segment
-from safehold.backup.crypto import CorruptObject, Key
+from safehold.backup.crypto import CorruptObject, Key, Plaintext
 from safehold.backup.replica_client import ReplicaClient
 from safehold.core.items import InvalidItem, index_for
 from safehold.errors import SafeholdError
@@ -46,17 +46,29 @@ class RestoreReport:
     objects: int = 0
 
 
-def _filter_user(tables: dict[str, list[dict[str, Any]]], user: str) -> dict[str, list[dict[str, Any]]]:
-    ids = {p["id"] for p in tables.get("principal", []) if p["name"] == user}
+def _user_rows(table: str, rows: list[dict[str, Any]], user: str,
+               ids: set[int]) -> list[dict[str, Any]]:
+    """The rows of one table that a restore of ``user`` keeps; ``ids`` collects the
+    user's principal id from the principal rows, which come before the credentials."""
     homes = tuple(f"{h}/{user}" for h in ("files", "calendars", "addressbooks"))
 
     def mine(path: str) -> bool:
         return any(path == h or path.startswith(h + "/") for h in homes)
-    return {"principal": [p for p in tables.get("principal", []) if p["id"] in ids],
-            "credential": [c for c in tables.get("credential", []) if c["principal_id"] in ids],
-            "change": tables.get("change", []),
-            "version": [v for v in tables.get("version", []) if mine(v["path"])],
-            "pruned": tables.get("pruned", [])}
+    if table == "principal":
+        kept = [p for p in rows if p["name"] == user]
+        ids.update(p["id"] for p in kept)
+        return kept
+    if table == "credential":
+        return [c for c in rows if c["principal_id"] in ids]
+    if table == "version":
+        return [v for v in rows if mine(v["path"])]
+    return rows if table in ("change", "pruned") else []
+
+
+def _filter_user(tables: dict[str, list[dict[str, Any]]], user: str) -> dict[str, list[dict[str, Any]]]:
+    ids: set[int] = set()
+    return {t: _user_rows(t, tables.get(t, []), user, ids)
+            for t in ("principal", "credential", "change", "version", "pruned")}
 
 
 class _Prefetch:
@@ -74,6 +86,10 @@ class _Prefetch:
 
     def _open(self, name: str) -> tuple[bytes, int]:
         data = self._replica.get(name)
+        if segment.SNAPSHOT.match(name):
+            # Only authenticated: its plaintext (~8x, a whole server's rows) is
+            # decompressed as it is read (segment.Reader).
+            return self._key.authenticate(data, name), len(data)
         return self._key.open(data, name), len(data)
 
     def __iter__(self) -> Generator[tuple[str, bytes], None, None]:
@@ -106,13 +122,107 @@ def _opened(name: str, plain: bytes) -> dict[str, Any]:
     return body
 
 
+class _Loader:
+    """Loads the objects of one restore in order, and keeps what crosses objects: the
+    bodies the loaded versions need (``wanted``), with --user the inline bodies no
+    restored version needed yet (``waiting``: another user's version may have carried
+    a body first that this user's later version reuses, content-addressed), and the
+    rows of the bodies stored as blob objects."""
+
+    def __init__(self, store: Store, target: int, user: str | None) -> None:
+        self.store, self.target, self.user = store, target, user
+        self.blob_rows: dict[str, dict[str, Any]] = {}
+        self.wanted: set[str] = set()
+        self.waiting: dict[str, bytes] = {}
+        self.inline_bytes = 0
+
+    def _want(self, versions: list[dict[str, Any]]) -> set[str]:
+        new = {v["blob_hash"] for v in versions if v["blob_hash"] and v["seq"] <= self.target}
+        self.wanted.update(new)
+        return new
+
+    def _carried(self, bodies: Iterable[tuple[str, bytes]], new: set[str]
+                 ) -> Iterator[tuple[str, bytes]]:
+        """The object's inline bodies to store: those a restored version needs (never
+        one that none of them needs), and with --user those that waited for ``new``."""
+        for h, data in bodies:
+            if h in self.wanted:
+                self.waiting.pop(h, None)
+                yield h, data
+            elif self.user is not None:
+                self.waiting[h] = data
+        for h in new:
+            if h in self.waiting:
+                yield h, self.waiting.pop(h)
+
+    def whole(self, body: dict[str, Any]) -> None:
+        """A segment (a bounded object), parsed whole: one transaction."""
+        tables = body["tables"]
+        if self.user is not None:
+            tables = _filter_user(tables, self.user)
+        new = self._want(tables.get("version", []))
+        carried = dict(self._carried(body["inline"], new))
+        self.inline_bytes += rep.load(self.store, tables, upto=self.target,
+                                      bodies=list(carried.items()))
+        for row in body["blobs"]:
+            self.blob_rows[row["hash"]] = row
+
+    def stream(self, reader: segment.Reader) -> None:
+        """A snapshot (all of a server's rows), read as it is decompressed and loaded
+        a batch of rows, then of bodies, per transaction. Versions go in after the
+        changes they reference, credentials after their principals (foreign keys, and
+        --user keeps the credentials of the user's principal): a snapshot lists them
+        in that order, and a table listed earlier than that waits for the end."""
+        bound = rep.load_bound(self.store)
+        ids: set[int] = set()
+        new: set[str] = set()
+        done: set[str] = set()
+        later: list[tuple[str, list[dict[str, Any]]]] = []
+
+        def load(table: str, rows: list[dict[str, Any]]) -> None:
+            if self.user is not None:
+                rows = _user_rows(table, rows, self.user, ids)
+            if table == "version":
+                wanted = self._want(rows)
+                if self.user is not None:  # only --user keeps bodies waiting for them
+                    new.update(wanted)
+            rep.load(self.store, {table: rows}, upto=self.target, bound=bound)
+        for table, rows, last in reader.tables():
+            needs = _LOADED_AFTER.get(table)
+            if needs is not None and needs not in done:
+                later.append((table, rows))
+            elif rows:
+                load(table, rows)
+            if last:
+                done.add(table)
+        for table, rows in later:
+            load(table, rows)
+        for row in reader.head.get("blobs", []):
+            self.blob_rows[row["hash"]] = row
+        batch: list[tuple[str, bytes]] = []
+        size = 0
+        for h, data in self._carried(reader.bodies(), new):
+            batch.append((h, data))
+            size += len(data)
+            if len(batch) >= segment.ROWS or size >= segment.INLINE_BUDGET:
+                self.inline_bytes += rep.load(self.store, {}, bodies=batch, bound=bound)
+                batch, size = [], 0
+        if batch:
+            self.inline_bytes += rep.load(self.store, {}, bodies=batch, bound=bound)
+
+
+_LOADED_AFTER = {"version": "change", "credential": "principal"}
+
+
 def restore(replica: ReplicaClient, key: Key, store: Store, to_seq: int | None = None,
             user: str | None = None, progress: Progress | None = None,
             snapshot_at_most: int | None = None) -> RestoreReport:
     """``snapshot_at_most`` starts from an older snapshot than the newest one, so that
     more of the chain is replayed (replica retention proves the whole kept chain).
-    Objects are fetched a few at a time ahead of the one being inserted; each object
-    is one transaction, with the bodies it carries (replica format 2)."""
+    Objects are fetched a few at a time ahead of the one being inserted; each segment
+    is one transaction, with the bodies it carries (replica format 2); the snapshot is
+    read as it is decompressed, a batch of rows or bodies per transaction, so that a
+    restore's memory does not grow with the server (``_Loader.stream``)."""
     man = manifest_mod.read(replica, key)
     if man is None:
         raise RestoreError(f"{replica.url} holds no safehold replica (no manifest.json)")
@@ -120,33 +230,7 @@ def restore(replica: ReplicaClient, key: Key, store: Store, to_seq: int | None =
     if store.last_seq() != 0:
         raise RestoreError("the target database is not empty; restore into a new data directory")
     say = progress or (lambda *_: None)
-    blob_rows: dict[str, dict[str, Any]] = {}
-    wanted: set[str] = set()  # bodies of the versions loaded so far
-    waiting: dict[str, bytes] = {}  # --user: inline bodies no loaded version needs yet
-    inline_bytes = 0
-
-    def apply(body: dict[str, Any]) -> None:
-        nonlocal inline_bytes
-        tables = body["tables"]
-        if user is not None:
-            tables = _filter_user(tables, user)
-        new = {v["blob_hash"] for v in tables.get("version", [])
-               if v["blob_hash"] and v["seq"] <= target}
-        wanted.update(new)
-        carried = dict(body["inline"])
-        if user is not None:
-            # Another user's version may have carried a body first that this user's
-            # later version reuses (content-addressed): keep it until then, but never
-            # store a body that none of the restored versions needs.
-            waiting.update(carried)
-            carried = {h: waiting.pop(h) for h in new | set(carried)
-                       if h in waiting and h in wanted}
-        else:
-            carried = {h: d for h, d in carried.items() if h in wanted}
-        inline_bytes += rep.load(store, tables, upto=target, bodies=list(carried.items()))
-        for row in body["blobs"]:
-            blob_rows[row["hash"]] = row
-
+    loader = _Loader(store, target, user)
     base = 0
     limit = target if snapshot_at_most is None else min(target, snapshot_at_most)
     snaps = sorted((s for s in man.snapshots if int(s["seq"]) <= limit), key=lambda s: int(s["seq"]))
@@ -166,11 +250,12 @@ def restore(replica: ReplicaClient, key: Key, store: Store, to_seq: int | None =
     names += [r.name for r in refs]
     chain = {"prev": -1, "done": 0}
 
-    def step(name: str, body: dict[str, Any]) -> None:
+    def step(name: str, plain: bytes) -> None:
         if segment.SNAPSHOT.match(name):
             say("snapshot", 0, 1)
-            apply(body)
+            loader.stream(segment.Reader(name, Plaintext(plain, name)))
             return
+        body = _opened(name, plain)
         prev, expected = int(body["prev_last"]), chain["prev"]
         if expected >= 0 and prev != expected:
             raise CorruptObject(f"segment chain broken before {name}: it follows seq {prev}, "
@@ -179,7 +264,7 @@ def restore(replica: ReplicaClient, key: Key, store: Store, to_seq: int | None =
             raise CorruptObject(f"segments between seq {base} and {prev} are missing "
                                 f"(first segment found: {name})")
         chain["prev"] = int(body["last"])
-        apply(body)
+        loader.whole(body)
         chain["done"] += 1
         say("segments", chain["done"], len(refs))
 
@@ -187,25 +272,25 @@ def restore(replica: ReplicaClient, key: Key, store: Store, to_seq: int | None =
     objects = iter(fetch)
     try:
         for name, plain in objects:
-            step(name, _opened(name, plain))
+            step(name, plain)
     finally:
         objects.close()  # on an error too: stops the fetching threads
     if store.last_seq() < target and user is None:
         raise CorruptObject(f"the replica ends at seq {store.last_seq()}, but its manifest "
                             f"claims {target}; segments are missing")
-    needed = rep.referenced_blobs(store)
-    missing = sorted(set(needed) - rep.present_blobs(store, needed))
+    needed, missing = rep.missing_blobs(store)
     blob_bytes, blob_read, blob_objects = _load_blob_objects(replica, key, store, missing,
-                                                             blob_rows, say)
+                                                             loader.blob_rows, say)
     rep.resync_sequences(store)
-    items = _reindex(store, rep.rebuild_heads(store))
+    items = rep.rebuild_heads(store)
+    _reindex(store)
     lineage = man.lineage if target == man.high_water and user is None else secrets.token_hex(8)
     rep.set_meta(store, "lineage", lineage)
     if lineage != man.lineage:
         # An earlier point is a new history: devices with newer tokens must resync
         # (DESIGN promise 8) and the old replica is not ours to extend.
         rep.set_meta(store, "restored_from", f"{man.lineage}:{target}")
-    return RestoreReport(target, lineage, store.last_seq(), len(needed), inline_bytes + blob_bytes,
+    return RestoreReport(target, lineage, store.last_seq(), needed, loader.inline_bytes + blob_bytes,
                          items, fetch.bytes_read + blob_read, len(names) + blob_objects)
 
 
@@ -242,17 +327,26 @@ def _load_blob_objects(replica: ReplicaClient, key: Key, store: Store, hashes: l
     return total_bytes, fetch.bytes_read, len(names)
 
 
-def _reindex(store: Store, items: list[tuple[str, str, str | None]]) -> int:
+def _reindex(store: Store) -> None:
+    """Index the live calendar and address-book items, a page of heads at a time
+    (rep.live_items): not a list of every item, nor of every index row, at once."""
     from safehold.store.schema import item_index
-    todo: list[tuple[str, str, str]] = [(path, kind, h) for path, kind, h in items
-                                        if kind in ("calendar", "addressbook") and h is not None]
-    rows = []
-    for i in range(0, len(todo), 500):
-        part = todo[i:i + 500]
+    rows: list[dict[str, Any]] = []
+
+    def write(at_least: int) -> None:
+        nonlocal rows
+        while rows and len(rows) >= at_least:
+            chunk, rows = rows[:1000], rows[1000:]
+            store._write(lambda c: c.execute(sa.insert(item_index), chunk))  # noqa: B023 - runs now
+    after = ""
+    while page := rep.live_items(store, after, 500):
+        after = page[-1][0]
+        todo = [(path, kind, h) for path, kind, h in page
+                if kind in ("calendar", "addressbook") and h is not None]
         # One query per 500 single-chunk bodies (a connection per body cost more than
         # the parsing); larger bodies are read chunk by chunk.
-        small = blobs_mod.read_small(store.engine, sorted({h for _, _, h in part}))
-        for path, parent_kind, blob_hash in part:
+        small = blobs_mod.read_small(store.engine, sorted({h for _, _, h in todo})) if todo else {}
+        for path, parent_kind, blob_hash in todo:
             data = small.get(blob_hash)
             try:
                 ix = index_for(parent_kind, data if data is not None
@@ -261,10 +355,8 @@ def _reindex(store: Store, items: list[tuple[str, str, str | None]]) -> int:
                 continue
             if ix is not None:
                 rows.append(index_row(path, ix))  # with a recurring event's instances
-    for i in range(0, len(rows), 1000):
-        chunk = rows[i:i + 1000]
-        store._write(lambda c: c.execute(sa.insert(item_index), chunk))  # noqa: B023 - runs now
-    return len(items)
+        write(1000)
+    write(1)
 
 
 def seq_for_time(replica: ReplicaClient, key: Key, when: float) -> int:

@@ -127,8 +127,10 @@ def plan(replica: ReplicaClient, key: Key, keep_snapshots: int, keep_days: float
         r.name for r in (segment.parse_segment(o.path) for o in objects)
         if r is not None and r.last > cutoff]
     for i, name in enumerate(reads):
-        body = segment.decode(key, name, replica.get(name))
-        keep_blobs |= _blob_prefixes(key, body.get("blobs", []))
+        # Read as a stream: only the header's blob rows are needed, and a snapshot's
+        # tables decoded whole were most of this process's memory.
+        head = segment.scan(key, name, replica.get(name))
+        keep_blobs |= _blob_prefixes(key, head.get("blobs", []))
         say("reading kept snapshots and segments", i + 1, len(reads))
     kept_names = set(result.kept_snapshots)
     for o in objects:
@@ -158,7 +160,7 @@ def prove(store: Store, replica: ReplicaClient, key: Key, p: Plan,
         return
     view = _Without(replica, set(p.delete))
     for name in p.kept_snapshots:  # authenticate every kept snapshot, not only the oldest
-        segment.decode(key, name, view.get(name))
+        segment.scan(key, name, view.get(name))
     # From the oldest kept snapshot (the whole kept chain is read) and from the newest
     # (what a restore reads): segments carry a small body only when no restore from
     # the newest snapshot at their time finds it otherwise (backup/segment.py), and

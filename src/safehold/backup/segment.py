@@ -29,15 +29,17 @@ retention proves that by restoring the kept chain before it deletes anything."""
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import re
 import struct
+from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from safehold.backup.crypto import CorruptObject, Key
+from safehold.backup.crypto import CorruptObject, Key, Plaintext
 
 FORMAT = 2  # of segment and snapshot bodies; newer releases read every older one
 MAGIC2 = b"SHP2"
@@ -163,3 +165,219 @@ def bad_inline(name: str, body: dict[str, Any]) -> list[str]:
     """Inline bodies whose bytes do not hash to the name they are stored under."""
     return [f"{name}: inline body {sha[:16]}… does not match its hash"
             for sha, data in body.get("inline", []) if hashlib.sha256(data).hexdigest() != sha]
+
+
+# -- reading an object as a stream -------------------------------------------------
+
+ROWS = 2000  # rows per batch from Reader.tables: a few MiB of dicts at most
+_TEXT_READ = 1 << 20
+_WS = re.compile(r"[ \t\n\r]*")
+_JSON = json.JSONDecoder()
+_AFTER_VALUE = frozenset(",:]} \t\n\r")
+
+
+class _Text:
+    """The JSON header of an object, decoded from its plaintext a piece at a time:
+    ``value`` gives the next JSON value; ``limit`` is the header's length in bytes
+    (None: to the end of the plaintext, format 1)."""
+
+    def __init__(self, name: str, plain: Plaintext, start: bytes, limit: int | None) -> None:
+        self._name, self._plain, self._left = name, plain, limit
+        self._utf8 = codecs.getincrementaldecoder("utf-8")()
+        self.buf, self.pos, self.eof = "", 0, False
+        self._feed(start, len(start))
+
+    def _feed(self, data: bytes, asked: int) -> None:
+        if self._left is not None:
+            self._left -= len(data)
+            if len(data) < asked:
+                raise self.corrupt("its header is cut short")
+        final = len(data) < asked or self._left == 0
+        try:
+            text = self._utf8.decode(data, final=final)
+        except UnicodeDecodeError as exc:
+            raise self.corrupt("its header is not UTF-8") from exc
+        self.buf = self.buf[self.pos:] + text
+        self.pos, self.eof = 0, final
+
+    def more(self) -> bool:
+        """Read more of the header (as much again as is buffered, so that a long value
+        is re-scanned a few times, not once per MiB)."""
+        if self.eof:
+            return False
+        n = max(_TEXT_READ, len(self.buf) - self.pos)
+        n = n if self._left is None else min(n, self._left)
+        self._feed(self._plain.read(n), n)
+        return True
+
+    def corrupt(self, why: str) -> CorruptObject:
+        return CorruptObject(f"{self._name}: authenticates but is not a segment or snapshot "
+                             f"({why})")
+
+    def peek(self) -> str:
+        """The next character that is not white space ('' at the end)."""
+        while True:
+            self.pos = _WS.match(self.buf, self.pos).end()  # type: ignore[union-attr]
+            if self.pos < len(self.buf):
+                return self.buf[self.pos]
+            if not self.more():
+                return ""
+
+    def take(self, char: str) -> None:
+        if self.peek() != char:
+            raise self.corrupt(f"expected {char!r} at {self.buf[self.pos:self.pos + 20]!r}")
+        self.pos += 1
+
+    def value(self) -> Any:
+        self.peek()
+        while True:
+            try:
+                val, end = _JSON.raw_decode(self.buf, self.pos)
+                # A number may go on in text not read yet ("12" of "12.5e3"): a value
+                # is whole only where what follows it may follow a value, or at the end.
+                if self.eof or (end < len(self.buf) and self.buf[end] in _AFTER_VALUE):
+                    self.pos = end
+                    return val
+            except json.JSONDecodeError as exc:
+                if self.eof:
+                    raise self.corrupt(str(exc)) from exc
+            self.more()
+
+    def after(self, closing: str) -> bool:
+        """Past the ',' between members (True) or the ``closing`` bracket (False)."""
+        char = self.peek()
+        if char not in (",", closing):
+            raise self.corrupt(f"expected ',' or {closing!r}")
+        self.pos += 1
+        return char == ","
+
+
+class Reader:
+    """A segment or snapshot read as it is decompressed, in either format, without
+    holding its plaintext or its tables: ``tables`` gives the rows a batch at a time;
+    then ``head`` holds the other members of the header (all but ``inline``) and
+    ``bodies`` gives the inline bodies, checked against their
+    hashes. Reads what ``parse`` reads, and fails where it fails (CorruptObject)."""
+
+    def __init__(self, name: str, plain: Plaintext) -> None:
+        self.name, self._plain = name, plain
+        self.head: dict[str, Any] = {}
+        # The inline list, [[sha256, length], ...] in the header: read an entry at a
+        # time into these, not held as a list of lists (at 100,000 bodies ~20 MiB).
+        self._shas: list[str] = []
+        self._lengths = array("q")
+        start = plain.read(len(MAGIC2) + _LEN.size)
+        if start.startswith(MAGIC2) and len(start) == len(MAGIC2) + _LEN.size:
+            (size,) = _LEN.unpack_from(start, len(MAGIC2))
+            self._text = _Text(name, plain, b"", size)
+        else:
+            self._text = _Text(name, plain, start, None)
+
+    def tables(self, rows: int | None = None) -> Iterator[tuple[str, list[dict[str, Any]], bool]]:
+        """(table, up to ``rows`` (``ROWS``) of its rows, whether they are its last), in
+        the object's order; the other members of the header go to ``head``."""
+        text = self._text
+        text.take("{")
+        if text.peek() == "}":
+            text.pos += 1
+        else:
+            while True:
+                member = text.value()
+                text.take(":")
+                if member == "tables":
+                    yield from self._tables(rows or ROWS)
+                elif member == "inline":
+                    self._inline()
+                else:
+                    self.head[str(member)] = text.value()
+                if not text.after("}"):
+                    break
+        if text.peek() != "":
+            raise text.corrupt("text after its header")
+        text.buf, text.pos = "", 0  # the header's last MiBs, read already
+        try:
+            newer = int(self.head.get("format", 1)) > FORMAT
+        except (ValueError, TypeError) as exc:
+            raise text.corrupt("its format is not a number") from exc
+        if newer:
+            raise CorruptObject(f"{self.name} is in replica format {self.head.get('format')}, "
+                                f"newer than this safehold reads ({FORMAT}); restore it with "
+                                "a newer safehold")
+
+    def _tables(self, rows: int) -> Iterator[tuple[str, list[dict[str, Any]], bool]]:
+        text = self._text
+        text.take("{")
+        if text.peek() == "}":
+            text.pos += 1
+            return
+        while True:
+            table = text.value()
+            text.take(":")
+            text.take("[")
+            batch: list[dict[str, Any]] = []
+            if text.peek() == "]":
+                text.pos += 1
+            else:
+                while True:
+                    row = text.value()
+                    if not isinstance(row, dict):
+                        raise text.corrupt(f"a row of {table} is not an object")
+                    batch.append(row)
+                    more = text.after("]")
+                    if not more:
+                        break
+                    if len(batch) >= rows:
+                        yield str(table), batch, False
+                        batch = []
+            yield str(table), batch, True
+            if not text.after("}"):
+                return
+
+    def _inline(self) -> None:
+        text = self._text
+        self._shas, self._lengths = [], array("q")  # as json.loads: the last one counts
+        text.take("[")
+        if text.peek() == "]":
+            text.pos += 1
+            return
+        while True:
+            try:
+                sha, length = text.value()
+                if int(length) < 0:
+                    raise ValueError(length)
+                self._lengths.append(int(length))
+            except (ValueError, TypeError, OverflowError) as exc:
+                raise text.corrupt("an entry of its inline list is not [sha256, length]") from exc
+            self._shas.append(str(sha))
+            if not text.after("]"):
+                return
+
+    def bodies(self, hashed: bool = True) -> Iterator[tuple[str, bytes]]:
+        """The inline bodies (after ``tables``), each checked against its hash unless
+        not ``hashed`` (``parse`` does not check them; ``bad_inline`` does)."""
+        for sha, length in zip(self._shas, self._lengths, strict=True):
+            data = self._plain.read(length)
+            if len(data) < length:
+                raise CorruptObject(f"{self.name}: its inline bodies do not add up to the object")
+            if hashed and hashlib.sha256(data).hexdigest() != sha:
+                raise CorruptObject(f"{self.name}: inline body {sha[:16]}… does not match its hash")
+            yield sha, data
+        if self._plain.read(1):
+            raise CorruptObject(f"{self.name}: its inline bodies do not add up to the object")
+
+
+def stream(key: Key, name: str, data: bytes) -> Reader:
+    """``decode`` as a Reader: only the compressed plaintext is held."""
+    return Reader(name, Plaintext(key.authenticate(data, name), name))
+
+
+def scan(key: Key, name: str, data: bytes) -> dict[str, Any]:
+    """Read a whole object as ``decode`` would (and fail where it fails), holding a
+    batch of rows at a time, and return its header without the tables and the inline
+    list: for the blob rows it names, or to prove that it reads."""
+    reader = stream(key, name, data)
+    for _ in reader.tables():
+        pass
+    for _ in reader.bodies(hashed=False):
+        pass
+    return reader.head
