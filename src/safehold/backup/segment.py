@@ -162,7 +162,8 @@ def decode(key: Key, name: str, data: bytes) -> dict[str, Any]:
 
 
 def bad_inline(name: str, body: dict[str, Any]) -> list[str]:
-    """Inline bodies whose bytes do not hash to the name they are stored under."""
+    """Inline bodies whose bytes do not hash to the name they are stored under
+    (``body["inline"]``: pairs of sha256 and bytes, a list or ``Reader.bodies``)."""
     return [f"{name}: inline body {sha[:16]}… does not match its hash"
             for sha, data in body.get("inline", []) if hashlib.sha256(data).hexdigest() != sha]
 
