@@ -39,9 +39,24 @@ def _safehold(args: list[str], env: dict[str, str], timeout: float = 120) -> sub
                           timeout=timeout, stdin=subprocess.DEVNULL, env={**os.environ, **env})
 
 
+# The same, killed after its last step but one: the backup key and kit are written, the
+# mark not yet cleared.
+KILLER_LATE = '''
+import os, signal
+from safehold.backup import setup as _setup
+_original = _setup.init
+def init(*args, **kwargs):
+    key = _original(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)
+    return key
+_setup.init = init
+'''
+
+
 @pytest.mark.parametrize("target", DATABASES)
+@pytest.mark.parametrize("killer", [KILLER, KILLER_LATE], ids=["first segment", "after the key"])
 def test_a_killed_restore_is_never_served_and_the_same_command_starts_over(
-        target: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+        target: str, killer: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     replica, kit, last = _replica(tmp_path)
     new_dir = tmp_path / "rebuilt"
     command = ["restore", "--from", f"file://{replica}", "--kit", str(kit), "--into", str(new_dir)]
@@ -52,10 +67,11 @@ def test_a_killed_restore_is_never_served_and_the_same_command_starts_over(
         env = {"SAFEHOLD_DATABASE_URL": url}
     hook = tmp_path / "hook"
     hook.mkdir()
-    (hook / "sitecustomize.py").write_text(KILLER)
+    (hook / "sitecustomize.py").write_text(killer)
     killed = _safehold(command, {"PYTHONPATH": f"{hook}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})
     assert killed.returncode == -9, killed.stderr
     assert "segments: 1/" in killed.stderr
+    assert (new_dir / "backup.key").exists() == (killer is KILLER_LATE)
 
     serve = _safehold(["serve", "--data-dir", str(new_dir), "--port", str(free_port())], env, 60)
     assert serve.returncode != 0

@@ -261,6 +261,13 @@ def _remove_unfinished(target: Path, database_url: str | None) -> None:
     if database_url is None:
         for name in ("safehold.db", "safehold.db-wal", "safehold.db-shm"):
             (target / name).unlink(missing_ok=True)
+    else:
+        # Killed after its last step but one (setup.init): the key and kit it wrote from
+        # the kit given. A restore into PostgreSQL refuses a directory holding a key (it
+        # checked there was none before it started), so they are that restore's own.
+        for name in (setup.key_path(config_mod.Settings(data_dir=target)).name,
+                     "recovery-kit.json"):
+            (target / name).unlink(missing_ok=True)
     click.echo(f"removed an unfinished restore ({detail}) from "
                f"{_shown(database_url) if database_url else target}; starting over", err=True)
 
