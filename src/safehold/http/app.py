@@ -116,7 +116,7 @@ def _failure(exc: Exception, scope: Scope, request_id: str) -> _Reply:
     elif kind is not None:
         # Not a bug: one line with the database's own words, no traceback.
         log.error("request %s %s %s: %s, nothing was stored: %s", *where,
-                  _FAULT_LOGGED.get(kind, "storage fault"), _detail(exc))
+                  _FAULT_LOGGED.get(kind, "storage fault"), faults.detail(exc))
     if kind is not None:
         headers = [("Retry-After", kind.retry_after)] if kind.retry_after else []
         return _text(kind.status, f"{kind.public} (request id {request_id})", headers)
@@ -129,13 +129,6 @@ DAMAGED = ("the database is damaged: serving is paused so that devices keep thei
 _FAULT_LOGGED: dict[type[StorageFault], str] = {
     StorageFull: "the disk is full", StorageCorrupt: "the database is damaged",
     StorageReadOnly: "the database is read-only"}
-
-
-def _detail(exc: BaseException) -> str:
-    """What the database said, without SQLAlchemy's statement and parameters (they may
-    hold a user's data)."""
-    orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else None
-    return str(orig if orig is not None else exc)
 
 
 def install_protocols() -> None:

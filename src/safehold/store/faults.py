@@ -78,3 +78,10 @@ def fsync_failed(exc: BaseException) -> bool:
     caller must stop the process (engine.fatal_fsync) without touching the database
     again."""
     return any(isinstance(e, sqlite_dbapi.FsyncFailed) for e in _causes(exc))
+
+
+def detail(exc: BaseException) -> str:
+    """What the database said, without SQLAlchemy's statement and parameters (they may
+    hold a user's data): for the one log line of a storage fault."""
+    orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else None
+    return str(orig if orig is not None else exc)

@@ -34,7 +34,6 @@ class Session:
     user: str
     csrf: str
     created: float
-    seen: float
     flash: list[str] = field(default_factory=list)  # messages for the next page
 
 
@@ -53,7 +52,7 @@ class Sessions:
 
     def create(self, user: str) -> Session:
         now = self.clock()
-        session = Session(secrets.token_urlsafe(32), user, secrets.token_urlsafe(32), now, now)
+        session = Session(secrets.token_urlsafe(32), user, secrets.token_urlsafe(32), now)
         rows.add(self.store, _key(session.token), user, session.csrf, now,
                  stale_before=now - self.idle, born_before=now - MAX_SECONDS)
         return session
@@ -71,7 +70,7 @@ class Sessions:
             return None
         if now - row["seen_at"] >= TOUCH_EVERY:
             rows.seen(self.store, key, now)
-        return Session(token, row["user"], row["csrf"], row["created_at"], now, row["flash"])
+        return Session(token, row["user"], row["csrf"], row["created_at"], row["flash"])
 
     def drop(self, token: str) -> None:
         rows.remove(self.store, _key(token))

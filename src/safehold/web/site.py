@@ -189,13 +189,11 @@ class Web:
         if req.path == "/login":
             return await self._login(req, session)
         if session is not None:
-            principal = await anyio.to_thread.run_sync(self.store.principal, session.user)
-            if principal is None or principal.disabled:
-                await anyio.to_thread.run_sync(self.sessions.drop, session.token)
+            principal, admin = await anyio.to_thread.run_sync(self._account, session)
+            if principal is None:
                 session = None
             else:
-                req.session, req.principal = session, principal
-                req.admin = await anyio.to_thread.run_sync(roles.is_admin, self.store, principal.name)
+                req.session, req.principal, req.admin = session, principal, admin
         if req.path == "/logout":
             if req.method != "POST":
                 raise HttpError(405, "log out with the button (POST)")
@@ -228,6 +226,15 @@ class Web:
         # In a thread: a pending message is forgotten once shown, a database write.
         return await anyio.to_thread.run_sync(self.error, 404, "there is no such page", req)
 
+    def _account(self, session: Session) -> tuple[Principal | None, bool]:
+        """The session's user and whether an administrator, read in one thread hand-off;
+        a user gone or disabled ends the session."""
+        principal = self.store.principal(session.user)
+        if principal is None or principal.disabled:
+            self.sessions.drop(session.token)
+            return None, False
+        return principal, roles.is_admin(self.store, principal.name)
+
     def _call(self, handler: Handler, req: Request, groups: tuple[str, ...]) -> Response:
         try:
             return handler(self, req, *groups)
@@ -244,7 +251,7 @@ class Web:
                 # Answered as DAV and the API answer it (errors.StorageFault); a damaged
                 # database goes to http.app, which also pauses serving.
                 log.error("web %s %s: storage fault, nothing was stored: %s", req.method,
-                          req.path, getattr(exc, "orig", None) or exc)  # not SQL's parameters
+                          req.path, faults.detail(exc))
                 reply = self.error(kind.status, kind.public, req)
                 if kind.retry_after:
                     reply.headers.append(("Retry-After", kind.retry_after))
