@@ -276,3 +276,27 @@ web_session = sa.Table(
     sa.Column("seen_at", sa.Float, nullable=False),
     sa.Column("flash", sa.Text, nullable=False),  # JSON list: messages for the next page
 )
+
+# Long operations started from a web page (revision 0011): in the database, so that the
+# progress page and the export's download answer from every process behind a load
+# balancer, and a job whose process stopped is shown as stopped, not as running forever.
+# ``beat`` is the running process's last sign of life. Not versioned, not replicated.
+web_job = sa.Table(
+    "web_job",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("owner", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # running, done, failed
+    sa.Column("done", sa.BigInteger, nullable=False),
+    sa.Column("total", sa.BigInteger, nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("started", sa.Float, nullable=False),
+    sa.Column("finished", sa.Float, nullable=True),
+    sa.Column("beat", sa.Float, nullable=False),
+    sa.Column("result", sa.Text, nullable=False),  # JSON object
+    sa.Column("file", sa.Text, nullable=True),  # the export's archive, on ``host``
+    sa.Column("host", sa.Text, nullable=False),  # the process running it: "hostname pid N"
+    sa.Column("back", sa.Text, nullable=False),
+)

@@ -123,7 +123,7 @@ class Web:
         self.history = History(deps.store)
         self.incidents = Incidents(deps.store)
         self.sessions = Sessions(deps.store)
-        self.jobs = Jobs()
+        self.jobs = Jobs(deps.store)
         self.templates = jinja2.Environment(
             loader=jinja2.PackageLoader("safehold.web", "templates"),
             autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)

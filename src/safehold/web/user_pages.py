@@ -300,8 +300,16 @@ def job_json(web: Web, req: Request, ident: str) -> Response:
 
 def job_download(web: Web, req: Request, ident: str) -> Response:
     job = _job(web, req, ident)
-    if job.file is None or job.state != "done" or not job.file.exists():
+    if job.file is None or job.state != "done":
         raise HttpError(404, "this job has no file to download")
+    if not job.here():
+        # Several hosts behind one address: the archive is on the disk of the one that
+        # wrote it (docs/storage.md).
+        raise HttpError(404, f"the archive is on another server ({job.host.rsplit(' pid ', 1)[0]}); "
+                             "download it from there, or export again")
+    if not job.file.exists():
+        raise HttpError(404, "the archive is no longer there (archives are kept for an hour); "
+                             "export again")
     stamp = time.strftime("%Y%m%d-%H%M", time.localtime(job.finished or time.time()))
     return Response(200, [("Content-Type", "application/zip"),
                           ("Content-Length", str(job.file.stat().st_size)),
