@@ -9,7 +9,8 @@
     │   │   ├── StorageFull      the disk is full; nothing was stored (HTTP 507)
     │   │   ├── StorageFailed    an I/O error of the disk; nothing was stored (HTTP 503)
     │   │   ├── StorageCorrupt   the database file is damaged (HTTP 503, DAV paused)
-    │   │   └── StorageReadOnly  the database cannot be written (HTTP 503)
+    │   │   ├── StorageReadOnly  the database cannot be written (HTTP 503)
+    │   │   └── StorageUnreachable  the database cannot be opened or reached (HTTP 503)
     │   └── SelfTestFailed     startup self-test refused the store
     ├── ArchiveError           an export archive or import file is unusable (says why)
     ├── UserError              principal management (CLI-facing)
@@ -59,11 +60,13 @@ class StorageFault(StoreError):
     """The disk or the database file failed a request; nothing of it was stored. What
     a client is told (``public``: no detail of the disk or the database, those go to
     the log), with which HTTP status and Retry-After (seconds, or None): the DAV layer,
-    the API and the web pages answer alike (http/app.py, web/site.py)."""
+    the API and the web pages answer alike (http/app.py, web/site.py). ``reason``: the
+    fault in a few stable words, for the log line and /readyz."""
 
     status = 503
     retry_after: str | None = None
     public = "storage error, nothing was stored"
+    reason = "a disk I/O error"
 
 
 class StorageFull(StorageFault):
@@ -71,6 +74,7 @@ class StorageFull(StorageFault):
     write was rolled back; it may succeed once space is freed (store/faults.py)."""
 
     status = 507  # RFC 4918 §11.5; DAVx5 shows "server storage full" and retries
+    reason = "the disk is full"
     public = ("insufficient storage: the server's disk is full and nothing was stored; "
               "try again later")
 
@@ -91,6 +95,7 @@ class StorageCorrupt(StorageFault):
     the operator checks and restores it."""
 
     retry_after = "3600"  # a restore takes the operator a while; clients keep their data
+    reason = "the database is damaged"
     public = ("the server's database is damaged; nothing was stored. The operator must "
               "check and restore it (safehold check, safehold restore)")
 
@@ -102,6 +107,25 @@ class StorageReadOnly(StorageFault):
 
     retry_after = "300"
     public = "the server's database is read-only; nothing was stored. Try again later"
+    reason = "the database is read-only"
+
+
+class StorageUnreachable(StorageFault):
+    """The database cannot be opened or reached: SQLITE_CANTOPEN (its file or folder
+    gone or not accessible, too many open files), PostgreSQL's 08xxx connection
+    failures, 53300 too_many_connections, 57P01-57P03 (shutting down, starting up), or
+    psycopg failing to connect at all. Nothing was stored. Unlike a damaged database it
+    does not pause serving: it says nothing about the data already stored, a request it
+    fails gets an error rather than a smaller answer (promise 8 holds), and its usual
+    causes (a file-descriptor limit, a database server restarting, a mount or a
+    permission the operator fixes) pass without a restore of the data."""
+
+    retry_after = "60"
+    public = "the server cannot open its database; nothing was stored. Try again later"
+    # Said to the operator (the log, /readyz): what to check, no path.
+    reason = ("the database cannot be opened (check that its file and folder exist and "
+              "are readable and writable by the server, the open-files limit, or that "
+              "the PostgreSQL server is up and accepts connections)")
 
 
 class ArchiveError(SafeholdError):

@@ -13,8 +13,9 @@ below it, not a mock).
   I/O error) or a 507 (a full disk, RFC 4918 §11.5), never a 500 that reads as a bug;
   nothing of it is stored, logged or shipped, and the server goes on serving. A read
   that fails is a 503 too, and so is a read-only database (SQLITE_READONLY).
-- A damaged database (SQLITE_CORRUPT) is a 503 too, and pauses DAV and /readyz until
-  the server is restarted (after a restore). The web pages answer like DAV.
+- A damaged database (SQLITE_CORRUPT, or SQLITE_IOERR_CORRUPTFS: the file system
+  refused a read) is a 503 too, and pauses DAV and /readyz until the server is
+  restarted (after a restore). The web pages answer like DAV.
 - A CLI command whose fsync fails exits 70 with a message, no traceback.
 """
 
@@ -290,10 +291,13 @@ def test_a_read_that_fails_is_503_and_the_next_one_succeeds(faulty: Faulty) -> N
         srv.stop()
 
 
-def test_a_damaged_database_is_503_and_serving_pauses_until_restarted(faulty: Faulty) -> None:
-    """SQLITE_CORRUPT is not a bug of a request (no 500) and does not heal: DAV and
-    /readyz answer 503 from then on (promise 8: never a listing from a damaged store),
-    until the operator restores the database and restarts the server."""
+@pytest.mark.parametrize("switch", [faulty_vfs.CORRUPT, faulty_vfs.CORRUPT_FS])
+def test_a_damaged_database_is_503_and_serving_pauses_until_restarted(
+        faulty: Faulty, switch: str) -> None:
+    """SQLITE_CORRUPT, or SQLITE_IOERR_CORRUPTFS (the file system refused the read), is
+    not a bug of a request (no 500) and does not heal: DAV and /readyz answer 503 from
+    then on (promise 8: never a listing from a damaged store), until the operator
+    restores the database and restarts the server."""
     srv = faulty.srv
     srv.start()
     try:
@@ -301,7 +305,7 @@ def test_a_damaged_database_is_503_and_serving_pauses_until_restarted(faulty: Fa
             token, _ = _stored_a(srv, c)
             assert c.put(BOOK + "b.vcf", content=_card("b")).status_code == 201
             before = srv.changes()
-            faulty.fail(faulty_vfs.CORRUPT)
+            faulty.fail(switch)
             r = c.get(BOOK + "b.vcf")  # the PUT's change: read from the disk again
             rid = r.headers["x-request-id"]
             assert (r.status_code, r.text, r.headers.get("retry-after")) == (503, (
@@ -309,7 +313,7 @@ def test_a_damaged_database_is_503_and_serving_pauses_until_restarted(faulty: Fa
                 f"and restore it (safehold check, safehold restore) (request id {rid})\n"), "3600")
             assert srv.log().count(f"request {rid} GET {BOOK}b.vcf: the database is damaged") == 1
             assert "Traceback" not in srv.log()
-            faulty.fail(faulty_vfs.CORRUPT, on=False)
+            faulty.fail(switch, on=False)
             ready = httpx.get(srv.url + "/readyz")
             assert ready.status_code == 503 and "the database is damaged" in ready.text
             for r in (c.get(BOOK + "a.vcf"), c.request("PROPFIND", BOOK, headers={"Depth": "1"}),

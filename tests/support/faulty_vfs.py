@@ -3,10 +3,13 @@ that, while a switch file exists, every xSync (fsync) or xWrite of a database's 
 file fails with SQLITE_IOERR_FSYNC or SQLITE_IOERR_WRITE, as a disk that refuses, or
 its xWrite with SQLITE_FULL, as a full disk, or with SQLITE_READONLY, as a database
 that cannot be written, or every xRead of the database or its WAL with
-SQLITE_IOERR_READ, or with SQLITE_CORRUPT, as a damaged file.
+SQLITE_IOERR_READ, or with SQLITE_CORRUPT, as a damaged file, or with
+SQLITE_IOERR_CORRUPTFS, as the unix VFS answers a read the file system refused (EIO),
+or every xOpen of a database or its WAL with SQLITE_CANTOPEN, as a folder gone.
 
 The switches are files in the folder named by ``SAFEHOLD_TEST_FAULTS`` (``fail-sync``,
-``fail-write``, ``disk-full``, ``fail-read``, ``read-only``, ``corrupt``), so that a test
+``fail-write``, ``disk-full``, ``fail-read``, ``read-only``, ``corrupt``, ``corrupt-fs``,
+``cant-open``), so that a test
 flips them in a server process it started. Run as a script, this module registers the VFS and then runs the
 ``safehold`` CLI with its arguments (``python faulty_vfs.py serve --data-dir …``); with
 ``SAFEHOLD_TEST_SQLITE_VFS=faulty`` every connection of the store uses it. The VFS is
@@ -28,6 +31,8 @@ DISK_FULL = "disk-full"
 FAIL_READ = "fail-read"
 READ_ONLY = "read-only"
 CORRUPT = "corrupt"
+CORRUPT_FS = "corrupt-fs"
+CANT_OPEN = "cant-open"
 
 
 def _failing(switch: str) -> bool:
@@ -61,6 +66,8 @@ class FaultyFile(apsw.VFSFile):
             raise apsw.exception_for(apsw.SQLITE_IOERR_READ)
         if self.data and _failing(CORRUPT):
             raise apsw.exception_for(apsw.SQLITE_CORRUPT)
+        if self.data and _failing(CORRUPT_FS):
+            raise apsw.exception_for(apsw.SQLITE_IOERR_CORRUPTFS)
         return super().xRead(amount, offset)
 
 
@@ -69,6 +76,8 @@ class FaultyVFS(apsw.VFS):
         super().__init__(NAME, "unix")
 
     def xOpen(self, name: apsw.URIFilename | str | None, flags: list[int]) -> FaultyFile:
+        if flags[0] & (apsw.SQLITE_OPEN_MAIN_DB | apsw.SQLITE_OPEN_WAL) and _failing(CANT_OPEN):
+            raise apsw.exception_for(apsw.SQLITE_CANTOPEN)
         return FaultyFile("unix", name, flags)
 
 

@@ -47,8 +47,7 @@ from safehold.sync import collection as sync_collection
 from safehold.dav.errors import DavError
 from safehold.dav.paths import check_path
 from safehold.dav.types import BodyBytes, DavRequest, DavResponse, Pieces
-from safehold.errors import (DomainError, StorageCorrupt, StorageFailed, StorageFault,
-                             StorageFull, StorageReadOnly, WriteBusy)
+from safehold.errors import DomainError, StorageCorrupt, StorageFailed, WriteBusy
 from safehold.http import api as api_mod
 from safehold.http.auth import Authenticator
 from safehold.http import webglue
@@ -115,8 +114,8 @@ def _failure(exc: Exception, scope: Scope, request_id: str) -> _Reply:
         log.error("request %s %s %s failed:\n%s", *where, traceback.format_exc())
     elif kind is not None:
         # Not a bug: one line with the database's own words, no traceback.
-        log.error("request %s %s %s: %s, nothing was stored: %s", *where,
-                  _FAULT_LOGGED.get(kind, "storage fault"), faults.detail(exc))
+        log.error("request %s %s %s: %s, nothing was stored: %s", *where, kind.reason,
+                  faults.detail(exc))
     if kind is not None:
         headers = [("Retry-After", kind.retry_after)] if kind.retry_after else []
         return _text(kind.status, f"{kind.public} (request id {request_id})", headers)
@@ -126,9 +125,16 @@ def _failure(exc: Exception, scope: Scope, request_id: str) -> _Reply:
 
 DAMAGED = ("the database is damaged: serving is paused so that devices keep their copies. "
            "Check it (safehold check), restore it (safehold restore) and restart the server")
-_FAULT_LOGGED: dict[type[StorageFault], str] = {
-    StorageFull: "the disk is full", StorageCorrupt: "the database is damaged",
-    StorageReadOnly: "the database is read-only"}
+
+
+def _not_ready(exc: Exception) -> _Reply:
+    """/readyz's answer when its write probe failed: 503 with the fault in stable words
+    (a load balancer or a status page may show it to anyone); the database's own
+    message, which may hold SQL or a path, goes to the log only."""
+    kind = faults.kind(exc)
+    log.warning("/readyz: the store is not writable (%s): %s", type(exc).__name__,
+                faults.detail(exc))
+    return _text(503, f"store not writable: {kind.reason if kind else 'see the server log'}")
 
 
 def install_protocols() -> None:
@@ -348,7 +354,7 @@ class App:
             try:
                 await anyio.to_thread.run_sync(self.store.writable)
             except Exception as exc:  # noqa: BLE001 - readiness reports any failure
-                return _text(503, f"store not writable: {exc}")
+                return _not_ready(exc)
             return _text(200, "ready")
         if path in ("/.well-known/caldav", "/.well-known/carddav"):
             return _Reply(301, [("Location", PREFIX), ("Content-Length", "0")])
@@ -389,7 +395,11 @@ class App:
                 problem = await anyio.to_thread.run_sync(
                     versioning.serving_problem, self.store.engine, self._schema_head)
             except Exception as exc:  # noqa: BLE001 - mid-migration tables may be locked
-                problem = f"cannot read the schema state ({exc}); an upgrade may be running"
+                # Answered to /readyz and DAV: stable words; the detail (SQL) to the log.
+                kind = faults.kind(exc)
+                log.warning("cannot read the schema state: %s", faults.detail(exc))
+                problem = ("cannot read the schema state: " + kind.reason if kind else
+                           "cannot read the schema state; an upgrade may be running")
             self._upgrade_checked = (now, problem)
         return problem
 

@@ -91,8 +91,15 @@ class IOFailed(OperationalError):
 
 
 class Corrupt(DatabaseError):
-    """SQLITE_CORRUPT or SQLITE_NOTADB: the database file is damaged, or not a database
-    at all (store/faults.py: HTTP 503, DAV paused until the operator restores it)."""
+    """SQLITE_CORRUPT, SQLITE_NOTADB or SQLITE_IOERR_CORRUPTFS: the database file is
+    damaged, or not a database at all (store/faults.py: HTTP 503, DAV paused until the
+    operator restores it)."""
+
+
+class CantOpen(OperationalError):
+    """SQLITE_CANTOPEN: the database, its WAL or a temporary file could not be opened
+    (the file or its folder gone or not accessible, too many open files); nothing was
+    stored (store/faults.py maps it to HTTP 503)."""
 
 
 class ReadOnly(OperationalError):
@@ -104,13 +111,21 @@ class ReadOnly(OperationalError):
 # generic "disk I/O error" (the test that looked for "fsync" in it never matched, so a
 # failed fsync went on as an ordinary write error; tests/integration/test_disk_faults).
 _FSYNC_FAILED = frozenset({apsw.SQLITE_IOERR_FSYNC, apsw.SQLITE_IOERR_DIR_FSYNC})
+# The unix VFS answers a read the file system refused (EIO, ERANGE, ENXIO: a bad block,
+# a checksum failure of btrfs or ZFS) with SQLITE_IOERR_CORRUPTFS. A statement turns it
+# into SQLITE_CORRUPT (vdbe.c), a call outside one (a WAL checkpoint, the backup API)
+# may not, nor does a VFS written in Python (APSW raises that VFS's own exception).
+_CORRUPT_FS = apsw.SQLITE_IOERR_CORRUPTFS
 
 
 def _translate(exc: apsw.Error) -> DatabaseError:
     if isinstance(exc, apsw.ConstraintError):
         return IntegrityError(str(exc))
-    if isinstance(exc, apsw.IOError) and getattr(exc, "extendedresult", None) in _FSYNC_FAILED:
+    extended = getattr(exc, "extendedresult", None)
+    if isinstance(exc, apsw.IOError) and extended in _FSYNC_FAILED:
         return FsyncFailed(str(exc) or "disk I/O error (fsync)")
+    if isinstance(exc, apsw.IOError) and extended == _CORRUPT_FS:
+        return Corrupt(str(exc) or "disk I/O error (the file system reports corruption)")
     if isinstance(exc, apsw.SQLError):
         return OperationalError(str(exc))
     if isinstance(exc, (apsw.BusyError, apsw.LockedError)):
@@ -122,10 +137,17 @@ def _translate(exc: apsw.Error) -> DatabaseError:
     if isinstance(exc, apsw.ReadOnlyError):
         return ReadOnly(str(exc) or "attempt to write a readonly database")
     if isinstance(exc, apsw.CantOpenError):
-        return OperationalError(str(exc))
+        return CantOpen(str(exc) or "unable to open database file")
     if isinstance(exc, (apsw.CorruptError, apsw.NotADBError)):
         return Corrupt(str(exc) or "database disk image is malformed")
     return DatabaseError(str(exc))
+
+
+def translate(exc: BaseException) -> BaseException:
+    """``exc`` as this module raises it if it is APSW's own error, else ``exc``: for
+    errors of code that calls APSW directly (Store.writable), where store/faults.py
+    looks for a fault."""
+    return _translate(exc) if isinstance(exc, apsw.Error) else exc
 
 
 _NO_TX = re.compile(r"^\s*(BEGIN|COMMIT|END|ROLLBACK|PRAGMA|SAVEPOINT|RELEASE|VACUUM)\b", re.I)
