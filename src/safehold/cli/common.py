@@ -12,7 +12,8 @@ import click
 from safehold import config
 from safehold.errors import SafeholdError
 from safehold.store import engine as engine_mod
-from safehold.store import unfinished
+from safehold.backup import setup
+from safehold.store import lost, unfinished
 from safehold.store.repo import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -41,6 +42,8 @@ def open_store(settings: config.Settings, *, restoring: bool = False) -> Store:
     restore did not finish is refused (store/unfinished.py), except by the restore."""
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        if not restoring:
+            lost.refuse_if_lost(settings.db_url(), setup.key_path(settings))
         engine = engine_mod.create(settings.db_url())
         engine_mod.ensure_schema(engine)
         engine_mod.self_test(engine)

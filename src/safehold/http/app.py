@@ -54,6 +54,7 @@ from safehold.http import webglue
 from safehold.http.davbackend import PREFIX, StoreDavBackend
 from safehold.store import blobs
 from safehold.store import engine as engine_mod
+from safehold.store import lost
 from safehold.store import faults, versioning
 from safehold.store.repo import Store
 
@@ -608,6 +609,7 @@ def build(settings: Settings) -> App:
     settings.tmp_dir.mkdir(parents=True, exist_ok=True)
     for stale in settings.tmp_dir.glob("body-*"):
         stale.unlink(missing_ok=True)  # uploads cut off by a crash: never acknowledged
+    lost.refuse_if_lost(settings.db_url(), setup.key_path(settings))  # before it is created
     engine = engine_mod.create(settings.db_url())
     engine_mod.ensure_schema(engine)
     facts = engine_mod.self_test(engine)

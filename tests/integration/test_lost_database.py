@@ -1,0 +1,51 @@
+"""A database lost from under its data directory is not replaced by a new, empty one
+(store/lost.py): the server and the commands refuse to start while the backup key
+shows that a server with data ran there, and name the restore (DESIGN promise 8)."""
+
+from __future__ import annotations
+
+import shutil
+
+import sqlalchemy as sa
+
+from safehold.store import wipe
+from tests.support.server import PASSWORD, Server, cli
+
+CARD = b"BEGIN:VCARD\r\nVERSION:3.0\r\nUID:lost-1\r\nFN:Ada\r\nEND:VCARD\r\n"
+
+
+def _lose(srv: Server) -> None:
+    """The database goes (a file deleted or a disk swapped; a database dropped)."""
+    if "SAFEHOLD_DATABASE_URL" in srv.env:
+        engine = sa.create_engine(srv.database_url.replace("postgresql://", "postgresql+psycopg://", 1))
+        try:
+            assert wipe.drop_schema(engine)
+        finally:
+            engine.dispose()
+    else:
+        for name in ("safehold.db", "safehold.db-wal", "safehold.db-shm"):
+            (srv.data_dir / name).unlink(missing_ok=True)
+
+
+def test_a_lost_database_is_refused_until_restored_or_the_key_is_moved(fresh_server: Server) -> None:
+    with fresh_server.client() as dav:
+        assert dav.put("/dav/addressbooks/alice/contacts/ada.vcf", content=CARD).status_code == 201
+    fresh_server.stop()
+    assert (fresh_server.data_dir / "backup.key").exists()
+    _lose(fresh_server)
+    for args, stdin in ((("serve", "--port", "1"), None),
+                        (("user", "add", "alice", "--password-stdin"), PASSWORD + "\n")):
+        out = cli(fresh_server.data_dir, *args, stdin=stdin, env=fresh_server.env, check=False)
+        assert out.returncode == 1, out.stderr
+        assert "the database is missing or empty" in out.stderr and "safehold restore" in out.stderr
+        assert "Traceback" not in out.stderr
+    # Nothing was created in its place.
+    assert not (fresh_server.data_dir / "safehold.db").exists()
+    # Someone who means a new, empty server moves the key (and its replica) away first.
+    shutil.move(fresh_server.data_dir / "backup.key", fresh_server.data_dir.parent / "old.key")
+    shutil.move(fresh_server.data_dir / "replica", fresh_server.data_dir.parent / "old-replica")
+    cli(fresh_server.data_dir, "user", "add", "alice", "--password-stdin", stdin=PASSWORD + "\n",
+        env=fresh_server.env)
+    fresh_server.start()
+    with fresh_server.client() as dav:
+        assert dav.get("/dav/addressbooks/alice/contacts/ada.vcf").status_code == 404
