@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
 import sqlalchemy as sa
 
 from safehold.store import wipe
@@ -49,3 +50,21 @@ def test_a_lost_database_is_refused_until_restored_or_the_key_is_moved(fresh_ser
     fresh_server.start()
     with fresh_server.client() as dav:
         assert dav.get("/dav/addressbooks/alice/contacts/ada.vcf").status_code == 404
+
+
+@pytest.mark.parametrize("fresh_server", ["sqlite"], indirect=True)
+def test_a_database_file_that_vanishes_while_serving_gets_no_write_acknowledged(
+        fresh_server: Server) -> None:
+    db = fresh_server.data_dir / "safehold.db"
+    aside = fresh_server.data_dir.parent / "moved.db"
+    with fresh_server.client() as dav:
+        url = "/dav/addressbooks/alice/contacts/ada.vcf"
+        assert dav.put(url, content=CARD).status_code == 201
+        db.rename(aside)  # moved away (a deleted file is the same, and gone at exit)
+        r = dav.put(url, content=CARD.replace(b"Ada", b"Ada L"))
+        assert r.status_code == 503 and r.headers["retry-after"] == "60", r.text
+        assert "Traceback" not in r.text
+        assert not db.exists()  # no new, empty database in its place
+        aside.rename(db)
+        assert dav.put(url, content=CARD.replace(b"Ada", b"Ada B")).status_code == 204
+        assert b"Ada B" in dav.get(url).content

@@ -25,10 +25,12 @@ and started over, and a one-client PUT stream got slower (676 -> 500 PUT/s, p99.
 from __future__ import annotations
 
 import logging
+import os
 import weakref
 from collections.abc import Callable
 from typing import Any
 
+import apsw
 from sqlalchemy.engine import Engine
 
 from safehold.store import sqlite_dbapi
@@ -53,11 +55,38 @@ class Checkpointer:
         self.pages = pages
         self.log_pages = 0  # the log's size after the latest commit of this engine
         self.runs = 0  # checkpoints done (tests)
+        self._file: tuple[str, int] | None = None  # (path, inode) of the database file
+        self.vanished = False
+
+    def watch(self, path: str) -> None:
+        """Note the database file the engine's first connection opened (its inode)."""
+        if self._file is None and path and os.path.exists(path):
+            self._file = (path, os.stat(path).st_ino)
 
     def wal_hook(self, _db: Any, _name: str, pages: int) -> int:
         """SQLite's WAL hook: called on the committing thread after each commit."""
         self.log_pages = pages
+        if self._file is not None and not self._still_there(*self._file):
+            # The file was deleted, moved or replaced while open: this commit went into
+            # a file no one will find again (a deleted one is gone when the process
+            # exits). SQLite reports an error returned here from the COMMIT, so the write
+            # is answered 503 (store/faults.py: StorageUnreachable) and the client keeps
+            # its copy, instead of a 2xx for data that is lost.
+            return apsw.SQLITE_CANTOPEN
         return 0  # SQLITE_OK
+
+    def _still_there(self, path: str, inode: int) -> bool:
+        try:
+            found = os.stat(path).st_ino == inode
+        except OSError:
+            found = False
+        if not found and not self.vanished:
+            log.error("the database file %s was deleted, moved or replaced while the server "
+                      "ran: writes are refused (503) until it is back; put it back (a deleted one can "
+                      "be copied from /proc/%d/fd/ while the server runs) or restore it",
+                      path, os.getpid())
+        self.vanished = not found
+        return found
 
     @property
     def due(self) -> bool:

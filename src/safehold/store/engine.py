@@ -50,7 +50,7 @@ def create(url: str) -> Engine:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(
             url, module=sqlite_dbapi, pool_size=8, max_overflow=16,
-            poolclass=sa.pool.QueuePool, connect_args={"timeout": 30.0},
+            poolclass=sa.pool.QueuePool, connect_args={"timeout": 30.0, "opened": []},
         )
         checkpointer = Checkpointer(engine, fatal_fsync)
 
@@ -68,6 +68,7 @@ def create(url: str) -> Engine:
             # The store's writer checkpoints after its commit, never on the event
             # loop (store/checkpoint.py); this replaces SQLite's automatic checkpoint.
             db.set_wal_hook(checkpointer.wal_hook)
+            checkpointer.watch(db.filename)
 
         return engine
     if url.startswith("postgres"):

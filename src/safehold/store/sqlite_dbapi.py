@@ -382,12 +382,22 @@ class Connection:
 TEST_VFS_ENV = "SAFEHOLD_TEST_SQLITE_VFS"
 
 
-def connect(database: str, timeout: float = 30.0, **_: Any) -> Connection:
-    flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE | apsw.SQLITE_OPEN_URI
+def connect(database: str, timeout: float = 30.0, opened: list[bool] | None = None,
+            **_: Any) -> Connection:
+    """Open ``database``. ``opened`` (one per engine, engine.create): once a connection
+    of the engine has opened the file, later ones never create it. A database file that
+    vanishes while the server runs (deleted, moved) is then SQLITE_CANTOPEN, a 503, not
+    a new empty database that readers would find without tables, or worse, a server
+    that answers from it."""
+    flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_URI
+    if not opened:
+        flags |= apsw.SQLITE_OPEN_CREATE
     try:
         db = apsw.Connection(database, flags=flags, vfs=os.environ.get(TEST_VFS_ENV))
     except apsw.Error as exc:
         raise _translate(exc) from exc
+    if opened is not None:
+        opened[:] = [True]
     conn = Connection(db, int(timeout * 1000))
     conn.wait_for_locks()
     return conn
