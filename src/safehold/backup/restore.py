@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -216,9 +217,11 @@ _LOADED_AFTER = {"version": "change", "credential": "principal"}
 
 def restore(replica: ReplicaClient, key: Key, store: Store, to_seq: int | None = None,
             user: str | None = None, progress: Progress | None = None,
-            snapshot_at_most: int | None = None) -> RestoreReport:
+            snapshot_at_most: int | None = None,
+            unshipped: set[int] | None = None) -> RestoreReport:
     """``snapshot_at_most`` starts from an older snapshot than the newest one, so that
     more of the chain is replayed (replica retention proves the whole kept chain).
+    ``unshipped``: what ``check_point`` returned for the same point (else it runs here).
     Objects are fetched a few at a time ahead of the one being inserted; each segment
     is one transaction, with the bodies it carries (replica format 2); the snapshot is
     read as it is decompressed, a batch of rows or bodies per transaction, so that a
@@ -231,23 +234,9 @@ def restore(replica: ReplicaClient, key: Key, store: Store, to_seq: int | None =
         raise RestoreError("the target database is not empty; restore into a new data directory")
     say = progress or (lambda *_: None)
     loader = _Loader(store, target, user)
-    base = 0
-    limit = target if snapshot_at_most is None else min(target, snapshot_at_most)
-    snaps = sorted((s for s in man.snapshots if int(s["seq"]) <= limit), key=lambda s: int(s["seq"]))
-    if not snaps and man.snapshots and not any(
-            (r := segment.parse_segment(o.path)) and r.first == 1
-            for o in replica.list("segments/")):
-        oldest = min(int(s["seq"]) for s in man.snapshots)
-        raise RestoreError(f"the replica keeps history from seq {oldest} on (older segments "
-                           f"were deleted by replica retention); restore to seq {oldest} or later")
-    names: list[str] = []
-    if snaps:
-        names.append(snaps[-1]["name"])
-        base = int(snaps[-1]["seq"])
-    refs = sorted((r for r in (segment.parse_segment(o.path) for o in replica.list("segments/"))
-                   if r is not None and r.last > base), key=lambda r: r.first)
-    refs = [r for r in refs if r.first <= target]
-    names += [r.name for r in refs]
+    base, names, refs = _chain(replica, man, target, snapshot_at_most)
+    if unshipped is None:
+        unshipped = _unshipped(replica, key, man, target, user, base, refs)
     chain = {"prev": -1, "done": 0}
 
     def step(name: str, plain: bytes) -> None:
@@ -278,6 +267,10 @@ def restore(replica: ReplicaClient, key: Key, store: Store, to_seq: int | None =
     if store.last_seq() < target and user is None:
         raise CorruptObject(f"the replica ends at seq {store.last_seq()}, but its manifest "
                             f"claims {target}; segments are missing")
+    if unshipped:
+        # As they were on the server: pruned (run 0: no prune run of this database).
+        rep.load(store, {"pruned": [{"version_id": v, "pruned_at": store.clock(), "run_id": 0}
+                                    for v in sorted(unshipped)]})
     needed, missing = rep.missing_blobs(store)
     blob_bytes, blob_read, blob_objects = _load_blob_objects(replica, key, store, missing,
                                                              loader.blob_rows, say)
@@ -292,6 +285,146 @@ def restore(replica: ReplicaClient, key: Key, store: Store, to_seq: int | None =
         rep.set_meta(store, "restored_from", f"{man.lineage}:{target}")
     return RestoreReport(target, lineage, store.last_seq(), needed, loader.inline_bytes + blob_bytes,
                          items, fetch.bytes_read + blob_read, len(names) + blob_objects)
+
+
+def _chain(replica: ReplicaClient, man: manifest_mod.Manifest, target: int,
+           snapshot_at_most: int | None) -> tuple[int, list[str], list[segment.SegmentRef]]:
+    """The objects a restore to ``target`` reads: the newest snapshot it may start from
+    (its seq, 0 if none), then the segments after it; their names in that order."""
+    limit = target if snapshot_at_most is None else min(target, snapshot_at_most)
+    snaps = sorted((s for s in man.snapshots if int(s["seq"]) <= limit), key=lambda s: int(s["seq"]))
+    if not snaps and man.snapshots and not any(
+            (r := segment.parse_segment(o.path)) and r.first == 1
+            for o in replica.list("segments/")):
+        oldest = min(int(s["seq"]) for s in man.snapshots)
+        raise RestoreError(f"the replica keeps history from seq {oldest} on (older segments "
+                           f"were deleted by replica retention); restore to seq {oldest} or later")
+    names: list[str] = []
+    base = 0
+    if snaps:
+        names.append(snaps[-1]["name"])
+        base = int(snaps[-1]["seq"])
+    refs = sorted((r for r in (segment.parse_segment(o.path) for o in replica.list("segments/"))
+                   if r is not None and r.last > base), key=lambda r: r.first)
+    refs = [r for r in refs if r.first <= target]
+    return base, names + [r.name for r in refs], refs
+
+
+def check_point(replica: ReplicaClient, key: Key, to_seq: int | None = None,
+                user: str | None = None) -> set[int]:
+    """Whether the replica can rebuild the point ``to_seq``, found before anything is
+    written: the versions up to it whose bodies the replica never received (pass them
+    to ``restore``), or RestoreError naming the earliest point from which on every
+    point can be rebuilt."""
+    man = manifest_mod.read(replica, key)
+    if man is None:
+        raise RestoreError(f"{replica.url} holds no safehold replica (no manifest.json)")
+    target = man.high_water if to_seq is None else min(to_seq, man.high_water)
+    base, _, refs = _chain(replica, man, target, None)
+    return _unshipped(replica, key, man, target, user, base, refs)
+
+
+@dataclass(frozen=True)
+class _Row:
+    seq: int
+    path: str
+    deleted: bool
+    bodiless: bool  # its body is neither in its segment nor in an earlier one
+
+
+def _scan(replica: ReplicaClient, key: Key, refs: list[segment.SegmentRef], upto: int,
+          user: str | None) -> tuple[dict[int, _Row], dict[int, float]]:
+    """The versions of the segments ``refs`` up to ``upto`` (by id), and when each
+    change was committed. A body travels with its version's segment or an earlier one
+    (inline, or as a blob object the segment describes)."""
+    rows: dict[int, tuple[int, str, bool, str | None]] = {}
+    have: set[str] = set()
+    at: dict[int, float] = {}
+    objects = iter(_Prefetch(replica, key, [r.name for r in refs]))
+    try:
+        for name, plain in objects:
+            body = _opened(name, plain)
+            have.update(h for h, _ in body["inline"])
+            have.update(str(b["hash"]) for b in body["blobs"])
+            at.update((int(c["seq"]), float(c["at"])) for c in body["tables"].get("change", []))
+            versions = body["tables"].get("version", [])
+            if user is not None:
+                versions = _user_rows("version", versions, user, set())
+            rows.update((int(v["id"]), (int(v["seq"]), str(v["path"]), bool(v["deleted"]),
+                                        v["blob_hash"])) for v in versions
+                        if int(v["seq"]) <= upto)
+    finally:
+        objects.close()
+    return ({i: _Row(seq, path, deleted, h is not None and h not in have)
+             for i, (seq, path, deleted, h) in rows.items()}, at)
+
+
+def _unshipped(replica: ReplicaClient, key: Key, man: manifest_mod.Manifest, target: int,
+               user: str | None, base: int, refs: list[segment.SegmentRef]) -> set[int]:
+    """Versions whose bodies history retention dropped before the replica first
+    received them: the shipper ships every body the database holds, so a body that
+    no segment carries or describes was gone. Only snapshots list such versions as
+    pruned; replayed from the first segment, they are found here. An item whose
+    content at ``target`` is one of them cannot be rebuilt: refused."""
+    if base > 0:
+        return set()  # the snapshot lists the pruned versions
+    try:
+        rows, _ = _scan(replica, key, refs, target, user)
+    except SafeholdError:
+        return set()  # a damaged or unreachable object: the restore reports it on reaching it
+    bodiless = {i for i, r in rows.items() if r.bodiless}
+    lost = _lost(rows, target) if bodiless else []
+    if not lost:
+        return bodiless
+    # Where every point restores again: read on to the first snapshot (or the end).
+    horizon = min([int(s["seq"]) for s in man.snapshots] or [man.high_water])
+    later = [r for r in (segment.parse_segment(o.path) for o in replica.list("segments/"))
+             if r is not None and r.first <= horizon]
+    try:
+        rows, at = _scan(replica, key, sorted(later, key=lambda r: r.first), horizon, user)
+    except SafeholdError as exc:
+        where = f"which later points can be restored is unknown ({exc})"
+    else:
+        since = _restores_from(rows, horizon, bool(man.snapshots))
+        when = (f" ({datetime.fromtimestamp(at[since], UTC).isoformat(timespec='seconds')})"
+                if since in at else "")
+        where = (f"every point from seq {since}{when} on can be restored: restore to it or "
+                 "later" if since is not None else "no point of this replica can be rebuilt whole")
+    more = f" (and that of {len(lost) - 1} more item(s))" if len(lost) > 1 else ""
+    raise RestoreError(
+        f"the replica cannot rebuild seq {target}: the content {lost[0]} had at that point"
+        f"{more} was dropped by history retention before this replica first received it; "
+        + where)
+
+
+def _lost(rows: dict[int, _Row], upto: int) -> list[str]:
+    """The live items at ``upto`` whose content then is a body the replica lacks."""
+    head: dict[str, _Row] = {}
+    for i in sorted(rows):
+        if rows[i].seq <= upto:
+            head[rows[i].path] = rows[i]
+    return sorted(p for p, r in head.items() if r.bodiless and not r.deleted)
+
+
+def _restores_from(rows: dict[int, _Row], horizon: int, snapshot: bool) -> int | None:
+    """The earliest seq from which on every point up to ``horizon`` has the content
+    of each live item (``horizon``, a snapshot, restores whole), or None."""
+    bad: set[str] = set()
+    since: int | None = 0
+    by_seq: dict[int, list[_Row]] = {}
+    for i in sorted(rows):
+        by_seq.setdefault(rows[i].seq, []).append(rows[i])
+    for seq in sorted(by_seq):
+        for r in by_seq[seq]:
+            if r.bodiless and not r.deleted:
+                bad.add(r.path)
+            else:
+                bad.discard(r.path)
+        if bad:
+            since = None
+        elif since is None:
+            since = seq
+    return horizon if since is None and snapshot else since
 
 
 def _load_blob_objects(replica: ReplicaClient, key: Key, store: Store, hashes: list[str],

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from safehold.backup.crypto import Key, KeyError_, new_key, write_kit
+from safehold.backup.crypto import Key, KeyError_, new_key, read_kit, write_kit
 from safehold.config import Settings
 from safehold.store import replication as rep
 from safehold.store.repo import Store
@@ -40,11 +40,20 @@ def default_replica(settings: Settings) -> str:
 def _save_key(settings: Settings, key: Key) -> None:
     path = key_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # Written aside, then renamed over: a process killed mid-write (a restore or
+    # `backup init` rewriting the same key) never leaves a truncated key behind.
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(base64.b64encode(key.secret).decode() + "\n")
         fh.flush()
         os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    dirfd = os.open(path.parent, os.O_RDONLY)  # the rename itself on disk
+    try:
+        os.fsync(dirfd)
+    finally:
+        os.close(dirfd)
 
 
 def _load_key(settings: Settings) -> Key | None:
@@ -52,6 +61,21 @@ def _load_key(settings: Settings) -> Key | None:
         return Key(base64.b64decode(key_path(settings).read_text().strip()))
     except FileNotFoundError:
         return None
+
+
+def read_key(path: Path) -> Key | None:
+    """The key a ``backup.key`` file or a recovery kit holds, or None when it holds
+    none that can be read."""
+    if path.suffix == ".json":
+        try:
+            return read_kit(path)[0]
+        except (KeyError_, OSError):
+            return None
+    try:
+        key = Key(base64.b64decode(path.read_text().strip(), validate=True))
+    except (OSError, ValueError):
+        return None
+    return key if len(key.secret) == 32 else None
 
 
 def init(settings: Settings, store: Store, replicas: list[str], kit: Path,

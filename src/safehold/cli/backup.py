@@ -25,6 +25,7 @@ from safehold.backup import setup
 from safehold.backup.crypto import Key
 from safehold.backup.crypto import read_kit
 from safehold.backup.replica_client import ReplicaClient, open_replica
+from safehold.backup.restore import check_point
 from safehold.backup.restore import restore as run_restore
 from safehold.backup.restore import seq_for_time
 from safehold.backup.shipper import Shipper, ShipResult
@@ -195,6 +196,7 @@ def restore(source: str, kit: str, into: str, point: str | None, seq: int | None
         raise click.ClickException(f"{into} already holds a database; restore into a new directory")
     if database_url is not None:
         _check_restore_target(database_url, target)
+    _check_keys_kept(target, Path(kit))
     settings = config_mod.load(None, {"data_dir": target, "database_url": database_url},
                                environ={})
     when = None
@@ -207,13 +209,15 @@ def restore(source: str, kit: str, into: str, point: str | None, seq: int | None
         key, _ = read_kit(Path(kit))
         replica = open_replica(source)
         to_seq = seq if when is None else seq_for_time(replica, key, when.timestamp())
+        unshipped = check_point(replica, key, to_seq, user)  # refuses before writing
         undo.database_opened = True  # from here on the database may hold restored rows
         store = open_store(settings, restoring=True)
         # Until its last step, a database no process serves (store/unfinished.py): a
         # restore killed outright cannot undo itself, and a partial one must never serve.
         unfinished.mark(store, f"from {_without_secrets(source)}, started "
                                f"{datetime.now(UTC).isoformat(timespec='seconds')}")
-        report = run_restore(replica, key, store, to_seq=to_seq, user=user, progress=_progress)
+        report = run_restore(replica, key, store, to_seq=to_seq, user=user, progress=_progress,
+                             unshipped=unshipped)
         # The restored server goes on shipping to the same replica with the same key
         # (same lineage) — or, restored to an earlier point, needs a new replica.
         replicas = [source] if report.lineage == _lineage_of(replica, key) else []
@@ -295,6 +299,32 @@ def _check_restore_target(url: str, into: Path) -> None:
             f"refusing to restore into {_shown(url)}: {problem}. Restore into a new, empty "
             "database (createdb NAME), or drop this one if it is a failed restore's leftover. "
             "Nothing was written")
+
+
+def _check_keys_kept(into: Path, kit: Path) -> None:
+    """Refuse, before anything is written, a data directory holding a backup key that
+    is not the recovery kit's: the restore writes the kit's key to backup.key and
+    recovery-kit.json, and the key there may be the only way to read its replicas.
+    The kit's own key stays (the lost server's directory; a retry after a restore
+    killed once it had written the key): writing it again loses nothing."""
+    found = [p for p in (setup.key_path(config_mod.Settings(data_dir=into)),
+                         into / "recovery-kit.json") if p.exists()]
+    if not found:
+        return
+    try:
+        key, _ = read_kit(kit)
+    except SafeholdError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for path in found:
+        theirs = setup.read_key(path)
+        if theirs is None or theirs.fingerprint != key.fingerprint:
+            what = (f"a backup key with fingerprint {theirs.fingerprint}" if theirs
+                    else "something that is not a readable backup key")
+            raise click.ClickException(
+                f"refusing to restore into {into}: its {path.name} holds {what}, not the "
+                f"recovery kit's key ({key.fingerprint}), and the restore would write over it: "
+                "it may be the only way to read that server's replicas. Restore into a new "
+                "directory, or move that file somewhere safe first. Nothing was written")
 
 
 def _interrupted(signum: int, frame: FrameType | None) -> None:
