@@ -59,6 +59,8 @@ def _raised_from(cause: BaseException) -> BaseException:
     (OSError(errno.ENOSPC, "No space left on device"), StorageFull),  # spooling a body
     (OSError(errno.EDQUOT, "Disk quota exceeded"), StorageFull),
     (OSError(errno.EIO, "Input/output error"), StorageFailed),
+    (OSError(errno.EMFILE, "Too many open files"), StorageFailed),
+    (OSError(errno.ENFILE, "Too many open files in system"), StorageFailed),
     (psycopg.errors.DiskFull("could not extend file"), StorageFull),  # SQLSTATE 53100
     (psycopg.errors.IoError("could not read block"), StorageFailed),  # 58030
     (psycopg.errors.ReadOnlySqlTransaction("read-only transaction"), StorageReadOnly),  # 25006

@@ -31,7 +31,9 @@ _PG = {"53100": StorageFull, "58030": StorageFailed, "25006": StorageReadOnly,
        "57P01": StorageUnreachable, "57P02": StorageUnreachable, "57P03": StorageUnreachable}
 _PG_CLASSES = {"08": StorageUnreachable, "53": StorageFailed}
 _OS_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
-_OS_FAILED = frozenset({errno.EIO, errno.EROFS})
+# EMFILE/ENFILE: out of file descriptors while spooling a body or opening a file; it
+# passes (a request ends, a limit is raised), so a retry may succeed, like an I/O error.
+_OS_FAILED = frozenset({errno.EIO, errno.EROFS, errno.EMFILE, errno.ENFILE})
 _SQLITE: tuple[tuple[type[sqlite_dbapi.DatabaseError], type[StorageFault]], ...] = (
     (sqlite_dbapi.DiskFull, StorageFull), (sqlite_dbapi.IOFailed, StorageFailed),
     (sqlite_dbapi.Corrupt, StorageCorrupt), (sqlite_dbapi.ReadOnly, StorageReadOnly),
