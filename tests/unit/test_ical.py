@@ -375,6 +375,10 @@ def test_freebusy_with_dtstart_and_dtend() -> None:
     (event("DTSTART:20240101T100000Z", "EXDATE:yesterday"), "valid-calendar-data"),
     (event("DTSTART:20240101T100000Z", "RRULE:FREQ=DAILY;BYSETPOS=400"), "valid-calendar-data"),
     (event("DTSTART:20240101T100000Z", "SEQUENCE:two"), "valid-calendar-data"),
+    (event("DTSTART:20240101T100000Z", "RRULE;VALUE=TEXT:FREQ=DAILY;COUNT=2"), "valid-calendar-data"),
+    (event("DTSTART:20240101T100000Z", "RRULE:FREQ=DAILY;COUNT=3", "EXRULE;VALUE=TEXT:FREQ=DAILY"),
+     "valid-calendar-data"),
+    (todo("DTSTART:20240101T100000Z", "RRULE;VALUE=TEXT:"), "valid-calendar-data"),
     (event("DTSTART:20240101T100000Z").replace(b"END:VEVENT", b"END:VEVENT\r\nBEGIN:VTODO"),
      "valid-calendar-data"),
 ])

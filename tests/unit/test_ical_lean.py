@@ -4,6 +4,7 @@ parse tree, the same index fields and the same precondition with and without eac
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -58,6 +59,15 @@ def test_a_line_without_parameters_splits_as_icalendar_splits_it(raw: bool) -> N
         assert _parts(ical_parse._plain_line(line), raw) == _parts(ical_parse._content_line(line), raw), line
 
 
+@pytest.mark.parametrize("raw", [False, True])
+def test_a_begin_or_end_line_splits_as_icalendar_splits_it(raw: bool) -> None:
+    lines = [line for line in _lines() if type(ical_parse._line(line)) is ical_parse._BoundaryLine]
+    assert len(lines) > 100
+    assert {line for line in _lines() if line.startswith(("BEGIN:V", "END:V"))} <= set(lines)
+    for line in lines:
+        assert _parts(ical_parse._boundary_line(line), raw) == _parts(ical_parse._content_line(line), raw), line
+
+
 def _tree(data: bytes, **kwargs: bool) -> Any:
     """Everything of a parse that a caller can see, or the precondition it raised."""
     try:
@@ -93,9 +103,12 @@ def _folded_has(comp: Any, name: str) -> bool:
 # Each shortcut, and how to go without it: (module or class, attribute, the plain use).
 PLAIN_USES: dict[str, list[tuple[Any, str, Any]]] = {
     "split at the first colon": [(ical_parse, "_plain_line", Contentline)],
+    "BEGIN and END lines read as they are": [(ical_parse, "_boundary_line", Contentline)],
     "zones only when a line may name one": [(ical_parse, "_may_name_zones", lambda lines: True)],
     "value types looked up once": [(ical_parse._LocalParser, "get_factory_for_property",
                                     ComponentIcalParser.get_factory_for_property)],
+    "date and time values without parameters of their own": [
+        (ical_parse._LocalParser, "parse_and_add_property", ComponentIcalParser.parse_and_add_property)],
     "plain dict lookups of properties": [
         (module, name, plain) for module in (ical, ical_instances, ical_parse, ical_spans)
         for name, plain in (("prop", _folded_get), ("has", _folded_has)) if hasattr(module, name)],
@@ -134,3 +147,88 @@ def test_calendar_level_lines_keep_their_outcome(line: str, expected: str) -> No
     # The shortcuts are compared with the plain uses above; these pin the outcome itself.
     found = _outcome(calendar(*component("VEVENT", "DTSTART:20240101T100000Z"), top=(line,)))
     assert (found.component if isinstance(found, CalendarInfo) else found) == expected
+
+
+# Recurring objects of every kind, for the plain-series shortcut (ical._plain_series): each is
+# indexed with and without it, and must come out the same, down to the precondition's message.
+def _stamp(value: datetime) -> str:
+    return value.strftime("%Y%m%dT%H%M%SZ")
+
+
+_EDGE_START = ical_instances.HORIZON_START + ical_spans.NEAR_HORIZON  # event_spans' first start
+_EDGE_END = ical_instances.HORIZON_END - ical_spans.NEAR_HORIZON  # and its last end
+RECURRING_STARTS = [
+    "DTSTART:20260105T100000Z", "DTSTART;TZID=UTC:20260105T100000", "DTSTART:20260105T100000",
+    "DTSTART;TZID=Europe/Berlin:20260105T100000", "DTSTART;TZID=Custom:20260105T100000",
+    "DTSTART;VALUE=DATE:20260105", "DTSTART:18000105T100000Z", "DTSTART:21980105T100000Z",
+    *(f"DTSTART:{_stamp(_EDGE_START + timedelta(seconds=s))}" for s in (-1, 0, 1)),
+]
+RECURRING_ENDS = ["DTEND:20260105T110000Z", "DTEND:20260105T100000Z", "DTEND:20260105T090000Z",
+                  "DURATION:PT1H", "DURATION:-PT1H", "DURATION:P1D", "", "DTEND;VALUE=DATE:20260106",
+                  "DTEND;TZID=Europe/Berlin:20260105T120000", "DTEND:20260105T110000"]
+RULES = [
+    "FREQ=WEEKLY;COUNT=10", "FREQ=DAILY;COUNT=1", "FREQ=DAILY;INTERVAL=3;COUNT=1000",
+    "FREQ=DAILY;COUNT=1001", "FREQ=WEEKLY;COUNT=10000", "FREQ=WEEKLY;COUNT=10001", "freq=weekly;count=4",
+    "FREQ=WEEKLY;UNTIL=20260301T000000Z", "FREQ=WEEKLY;UNTIL=20260302T100000Z", "FREQ=WEEKLY;BYDAY=TU;UNTIL=20260105T100000Z",
+    "FREQ=WEEKLY;UNTIL=20260301",
+    "FREQ=WEEKLY;UNTIL=20260301T000000", "FREQ=WEEKLY;UNTIL=20250101T000000Z", "FREQ=WEEKLY",
+    "FREQ=DAILY;UNTIL=20290101T000000Z", "FREQ=DAILY;UNTIL=20281001T100000Z", "FREQ=WEEKLY;UNTIL=22100101T000000Z",
+    "FREQ=WEEKLY;BYDAY=MO,WE;COUNT=9", "FREQ=WEEKLY;BYDAY=TU;COUNT=3", "FREQ=WEEKLY;BYDAY=TU;UNTIL=20260120T100000Z",
+    "FREQ=WEEKLY;INTERVAL=2;WKST=SU;BYDAY=MO,SU;COUNT=8", "FREQ=DAILY;BYDAY=MO,TU,WE,TH,FR;UNTIL=20300101T000000Z",
+    "FREQ=MONTHLY;BYMONTHDAY=31;COUNT=12", "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=29;COUNT=3",
+    "FREQ=MONTHLY;BYDAY=-1FR;UNTIL=20270101T000000Z", "FREQ=YEARLY;COUNT=300", "FREQ=HOURLY;COUNT=5",
+    "FREQ=WEEKLY;BYSETPOS=1;BYDAY=MO,TU;COUNT=4", "FREQ=WEEKLY;INTERVAL=0;COUNT=3", "FREQ=WEEKLY;COUNT=-1",
+    "FREQ=WEEKLY;COUNT=0", "FREQ=WEEKLY;COUNT=3;WKST=XX", "FREQ=FORTNIGHTLY;COUNT=2",
+    "FREQ=WEEKLY;COUNT=2;COUNT=3", "FREQ=DAILY;INTERVAL=2;INTERVAL=3;COUNT=4", "FREQ=WEEKLY;COUNT=5;UNTIL=20260301T000000Z",
+    "FREQ=WEEKLY;COUNT=x", "FREQ=WEEKLY;X-NAME=1;COUNT=2", "COUNT=3", "FREQ=;COUNT=3", "FREQ=DAILY,WEEKLY;COUNT=3",
+    "FREQ=WEEKLY;COUNT=3;", "FREQ=WEEKLY;INTERVAL=;COUNT=3",
+]
+# Beside each rule, in a VEVENT starting and ending as the first of the lists above.
+RECURRING_EXTRAS = [
+    ("EXDATE:20260112T100000Z",), ("RDATE:20260120T100000Z",), ("RRULE:FREQ=DAILY;COUNT=2",),
+    ("EXRULE:FREQ=WEEKLY;COUNT=2",), ("RECURRENCE-ID:20260112T100000Z",), ("SEQUENCE:2",),
+    ("DTEND:20260105T120000Z",), ("DURATION:PT2H",), ("DTSTART:20260106T100000Z",),
+]
+OVERRIDE = component("VEVENT", "RECURRENCE-ID:20260112T100000Z", "DTSTART:20260112T150000Z",
+                     "DTEND:20260112T160000Z")
+
+
+def _recurring_cases(rule: str) -> list[bytes]:
+    cases = [event(start, *([end] if end else []), f"RRULE:{rule}")
+             for start in RECURRING_STARTS for end in RECURRING_ENDS]
+    cases += [event(RECURRING_STARTS[0], RECURRING_ENDS[0], f"RRULE:{rule}", *extra) for extra in RECURRING_EXTRAS]
+    cases.append(calendar(*component("VEVENT", RECURRING_STARTS[0], RECURRING_ENDS[0], f"RRULE:{rule}"), *OVERRIDE))
+    cases.append(todo(RECURRING_STARTS[0], "DUE:20260105T110000Z", f"RRULE:{rule}"))
+    # Ends at event_spans' last end, a second either side (a single instance: COUNT=1).
+    if rule == "FREQ=DAILY;COUNT=1":
+        cases += [event(f"DTSTART:{_stamp(_EDGE_END - timedelta(hours=1))}",
+                        f"DTEND:{_stamp(_EDGE_END + timedelta(seconds=s))}", f"RRULE:{rule}") for s in (-2, -1, 0)]
+    return cases
+
+
+def _full_outcome(data: bytes) -> str:
+    try:
+        return repr(inspect_calendar(data))
+    except InvalidCalendarData as exc:
+        return repr((exc.precondition, str(exc)))
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_a_plain_series_is_indexed_as_the_general_path_indexes_it(rule: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    cases = _recurring_cases(rule)
+    lean = [_full_outcome(data) for data in cases]
+    monkeypatch.setattr(ical, "_plain_series", lambda components: None)
+    assert [_full_outcome(data) for data in cases] == lean
+
+
+def test_the_plain_series_cases_reach_the_shortcut() -> None:
+    # Not vacuous: the comparison above met the shortcut, with spans and without.
+    for rule in ("FREQ=WEEKLY;COUNT=10", "FREQ=WEEKLY;UNTIL=20260301T000000Z", "FREQ=WEEKLY;BYDAY=MO,WE;COUNT=9",
+                 "FREQ=MONTHLY;BYMONTHDAY=31;COUNT=12", "FREQ=DAILY;COUNT=1"):
+        cases = _recurring_cases(rule)
+        found = [ical._plain_series(ical._object_components(ical_parse.parse(data, slim=True, for_index=True)))
+                 for data in cases if not isinstance(_outcome(data), str)]
+        assert sum(f is not None and f[2] is not None for f in found) >= 10, rule
+    found = [ical._plain_series(ical._object_components(ical_parse.parse(data, slim=True, for_index=True)))
+             for data in _recurring_cases("FREQ=DAILY;COUNT=1001")]
+    assert any(f is not None and f[2] is None for f in found)

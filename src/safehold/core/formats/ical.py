@@ -13,20 +13,25 @@ This module validates and indexes (:func:`inspect_calendar`) and re-exports the 
 
 from __future__ import annotations
 
+import zoneinfo
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from dateutil.rrule import rrulestr
+from icalendar import vRecur
 
 from safehold.core.formats.contentlines import nul_byte
 from safehold.core.formats.ical_expand import expand, limit_recurrence_set
 from safehold.core.formats.ical_filter import CompFilter, ParamFilter, PropFilter, TimeRange, matches
 from safehold.core.formats.ical_freebusy import freebusy
-from safehold.core.formats.ical_spans import Spans, event_spans
+from safehold.core.formats.ical_spans import MAX_SPANS, NEAR_HORIZON, Spans, event_spans
 from safehold.core.formats.ical_instances import (
+    HORIZON_END,
+    HORIZON_START,
     RecurrenceSet,
     Time,
+    expansion_steps,
     freebusy_periods,
     is_recurring_set,
     is_thisandfuture,
@@ -105,10 +110,14 @@ def inspect_calendar(data: bytes, *, stored: bool = False) -> CalendarInfo:
     if recurring:
         _check_once(components)
     try:
-        # What is accepted must be expandable when a query meets it.
-        recurrence = RecurrenceSet(components, None) if recurring else None
-        start, end = _bounds(components)
-        spans = event_spans(components, recurrence, start, end) if recurrence else None
+        plain = _plain_series(components) if recurring else None
+        if plain is not None:
+            start, end, spans = plain
+        else:
+            # What is accepted must be expandable when a query meets it.
+            recurrence = RecurrenceSet(components, None) if recurring else None
+            start, end = _bounds(components)
+            spans = event_spans(components, recurrence, start, end) if recurrence else None
     except OverflowError as exc:
         # Python's dates end at years 1 and 9999; the index widens every time a little.
         raise InvalidCalendarData(VALID_DATA, "a date or time too close to year 1 or 9999 to be "
@@ -170,6 +179,12 @@ def _check_component(comp: Any) -> None:
         raise InvalidCalendarData(VALID_DATA, "VEVENT without DTSTART")
     if (has(comp, "RRULE") or has(comp, "RDATE")) and start is None:
         raise InvalidCalendarData(VALID_DATA, f"{comp.name} with RRULE or RDATE but no DTSTART")
+    for name in ("RRULE", "EXRULE"):
+        # "RRULE;VALUE=TEXT:..." is parsed as text, which expansion cannot read (it failed
+        # with an AttributeError, a 500, before this check).
+        if not all(isinstance(rule, vRecur) for rule in as_list(prop(comp, name))):
+            raise InvalidCalendarData(VALID_DATA, f"{comp.name} {name} is not a recurrence rule "
+                                      "(RFC 5545 §3.3.10, §3.8.5.3)")
     for rule in as_list(prop(comp, "RRULE")):
         if "COUNT" in rule and "UNTIL" in rule:
             raise InvalidCalendarData(VALID_DATA, "RRULE with both COUNT and UNTIL (RFC 5545 §3.3.10)")
@@ -313,3 +328,126 @@ def _from_wall_time(value: datetime, start: Time) -> Time:
     if not isinstance(start, datetime):
         return value.date()
     return value.replace(tzinfo=start.tzinfo)
+
+
+# The parts of an RRULE a plain series may have (_plain_series); BYSETPOS, BYWEEKNO and the
+# like are left to the general path, as are rules with both COUNT and UNTIL (refused above).
+_PLAIN_RULE_PARTS = frozenset({"FREQ", "INTERVAL", "COUNT", "UNTIL", "BYDAY", "BYMONTH",
+                               "BYMONTHDAY", "WKST"})
+_UTC_ZONE = zoneinfo.ZoneInfo("UTC")  # the zone icalendar gives "...Z" values (cached: one object)
+
+
+def _plain_series(components: list[Any]) -> tuple[datetime | None, datetime | None, Spans | None] | None:
+    """(start, end, spans) of the most common recurring object, a lone VEVENT in UTC with one
+    bounded RRULE and no RDATE, EXDATE, EXRULE or overrides, from one walk of its rule; None
+    for anything else, and whenever the walk fails or reaches a cap, so that the general path
+    (RecurrenceSet, _bounds, event_spans) decides, with its own errors.
+
+    The general path walks the rule three times (recurring_ical_events builds a Series, then
+    _last_rule_start and event_spans walk it), some 500 µs a PUT. Here the instances are the
+    rule's starts (dateutil, as there) plus DTSTART unless UNTIL is before it (RFC 5545
+    §3.8.5.3, as recurring_ical_events adds it), each lasting DTEND - DTSTART; the envelope
+    is _bounds' and the spans are event_spans' for them. tests/unit/test_ical_lean.py
+    compares both paths over recurring objects of every kind."""
+    if len(components) != 1:
+        return None
+    master = components[0]
+    if master.name != "VEVENT" or any(has(master, n) for n in ("RECURRENCE-ID", "RDATE", "EXDATE", "EXRULE")):
+        return None
+    rule = prop(master, "RRULE")
+    first = value_of(master, "DTSTART")
+    if rule is None or isinstance(rule, list) or not set(rule) <= _PLAIN_RULE_PARTS or not isinstance(first, datetime) \
+            or first.tzinfo is not _UTC_ZONE or first.microsecond or first < HORIZON_START + NEAR_HORIZON + _SPARE:
+        return None
+    length = _plain_length(master, first)
+    counts, untils = rule.get("COUNT"), rule.get("UNTIL")
+    if length is None or len(rule.get("FREQ", [])) != 1 \
+            or not all(isinstance(n, int) and n >= 1 for n in rule.get("INTERVAL", [])):
+        return None
+    if counts:
+        if not isinstance(counts[0], int) or not 1 <= counts[0] <= MAX_INSTANCES:
+            return None
+        until = None
+    elif untils and isinstance(untils[0], datetime) and untils[0].tzinfo is _UTC_ZONE:
+        until = untils[0]
+    else:
+        return None  # endless, or an UNTIL recurring_ical_events rewrites (DATE, floating)
+    starts = _plain_starts(rule, first, until)
+    if starts is None:
+        return None
+    # _bounds: DTSTART's own instance and the rule's last start, each lasting ``length``.
+    start = first.replace(tzinfo=UTC) - _SPARE  # the same instant, in _bounds' UTC
+    last = starts[-1] if starts else first
+    if length > HORIZON_END - NEAR_HORIZON - _SPARE - last:
+        return None  # event_spans leaves these out (and the sum might overflow)
+    end = last.replace(tzinfo=UTC) + length + _SPARE
+    if expansion_steps(master, end) > MAX_SPANS:
+        return start, end, None
+    if until is None or first <= until:
+        starts.append(first)
+    found = {(s, s + int(length.total_seconds())) for s in map(_whole_seconds, starts)}
+    if len(found) > MAX_SPANS:
+        return start, end, None
+    return start, end, tuple(sorted(found))
+
+
+def _plain_length(master: Any, first: datetime) -> timedelta | None:
+    """DTEND - DTSTART of a plain series, or None where the general path reads it otherwise
+    (an end before the start swaps them in recurring_ical_events, clamps in _length)."""
+    if has(master, "DTEND"):
+        last = value_of(master, "DTEND")
+        if not isinstance(last, datetime) or last.tzinfo is not _UTC_ZONE:
+            return None
+        length = last - first
+    else:
+        duration = value_of(master, "DURATION")
+        length = duration if isinstance(duration, timedelta) else timedelta(0)
+    if length < timedelta(0) or length.microseconds:
+        return None
+    return length
+
+
+def _plain_starts(rule: Any, first: datetime, until: datetime | None) -> list[datetime] | None:
+    """The starts the rule generates from ``first`` up to ``until``, in UTC, as
+    _last_rule_start walks them; None when the walk fails or reaches its caps."""
+    days = _STEP_DAYS.get(str(rule["FREQ"][0]).upper()) if set(rule) <= _STEPPED_PARTS else None
+    if days is not None and all(len(values) == 1 for values in rule.values()):
+        return _stepped_starts(timedelta(days=days * rule.get("INTERVAL", [1])[0]), first,
+                               rule.get("COUNT", [None])[0], until)
+    text = ";".join(p for p in rule.to_ical().decode().split(";") if not p.upper().startswith("UNTIL="))
+    naive_until = None if until is None else until.replace(tzinfo=None)
+    starts: list[datetime] = []
+    try:
+        for index, occurrence in enumerate(rrulestr(text, dtstart=first.replace(tzinfo=None))):
+            if naive_until is not None and occurrence > naive_until:
+                break
+            if index >= MAX_INSTANCES or occurrence.year > MAX_YEAR:
+                return None
+            starts.append(occurrence.replace(tzinfo=_UTC_ZONE))
+    except (ValueError, TypeError, OverflowError):
+        return None
+    return starts
+
+
+# A DAILY or WEEKLY rule with nothing but INTERVAL and COUNT or UNTIL (and FREQ, once each)
+# starts every INTERVAL days or weeks at DTSTART's time of day (RFC 5545 §3.3.10: the BYxxx
+# parts default to DTSTART's); in UTC that is plain arithmetic, where dateutil spends some
+# 10 µs on every start (it builds a year's masks to find each).
+_STEP_DAYS = {"DAILY": 1, "WEEKLY": 7}
+_STEPPED_PARTS = frozenset({"FREQ", "INTERVAL", "COUNT", "UNTIL"})
+
+
+def _stepped_starts(step: timedelta, first: datetime, count: int | None,
+                    until: datetime | None) -> list[datetime] | None:
+    starts: list[datetime] = []
+    current = first
+    while (count is None or len(starts) < count) and (until is None or current <= until):
+        if len(starts) >= MAX_INSTANCES or current.year > MAX_YEAR:
+            return None
+        starts.append(current)
+        current += step
+    return starts
+
+
+def _whole_seconds(value: datetime) -> int:
+    return int(value.timestamp())

@@ -31,7 +31,7 @@ Spans = tuple[tuple[int, int], ...]  # (start, end) in UTC epoch seconds; end ==
 # At most this many instances are kept per object (16 bytes each in the index row's text,
 # about 20): a weekly meeting for ten years is 520. Longer series are parsed when queried.
 MAX_SPANS = 1000
-_NEAR_HORIZON = timedelta(days=400)
+NEAR_HORIZON = timedelta(days=400)
 
 
 def event_spans(components: list[Any], recurrence: RecurrenceSet, start: datetime | None,
@@ -41,7 +41,7 @@ def event_spans(components: list[Any], recurrence: RecurrenceSet, start: datetim
     [start, end], or None."""
     if components[0].name != "VEVENT" or start is None or end is None:
         return None
-    if start < HORIZON_START + _NEAR_HORIZON or end > HORIZON_END - _NEAR_HORIZON:
+    if start < HORIZON_START + NEAR_HORIZON or end > HORIZON_END - NEAR_HORIZON:
         return None
     for comp in components:
         for rdate in as_list(prop(comp, "RDATE")):
