@@ -388,6 +388,40 @@ def test_refused(data: bytes, precondition: str) -> None:
     assert caught.value.precondition == precondition
 
 
+# Rules dateutil would search for until year 9999 (7-12 s of CPU each on the old tree):
+# out of range, or matching no date of a 400-year cycle (ical_rules).
+NEVER = ["FREQ=DAILY;BYMONTH=13;COUNT=2", "FREQ=MONTHLY;BYMONTHDAY=32", "FREQ=WEEKLY;BYSETPOS=0;BYDAY=MO",
+         "FREQ=DAILY;BYHOUR=24", "FREQ=YEARLY;BYWEEKNO=-54", "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30;COUNT=2",
+         "FREQ=DAILY;BYMONTH=4;BYMONTHDAY=31", "FREQ=YEARLY;BYYEARDAY=100;BYMONTH=1;COUNT=3",
+         "FREQ=DAILY;INTERVAL=7;BYDAY=TU;COUNT=3", "FREQ=SECONDLY;BYMONTH=2;BYMONTHDAY=30;COUNT=2",
+         "FREQ=MONTHLY;INTERVAL=12;BYMONTH=2;UNTIL=20300101T000000Z", "FREQ=HOURLY;BYSECOND=60;COUNT=2"]
+
+
+@pytest.mark.parametrize("rule", NEVER)
+def test_a_rule_that_never_occurs_or_is_out_of_range_is_refused(rule: str) -> None:
+    for name in ("RRULE", "EXRULE"):
+        extra = () if name == "RRULE" else ("RRULE:FREQ=DAILY;COUNT=3",)
+        with pytest.raises(InvalidCalendarData) as caught:  # 2024-01-01 is a Monday
+            inspect_calendar(event("DTSTART:20240101T100000Z", *extra, f"{name}:{rule}"))
+        assert caught.value.precondition == "valid-calendar-data"
+        assert f"VEVENT {name}:" in str(caught.value) and "§3.3.10" in str(caught.value)
+
+
+@pytest.mark.parametrize("rule", [
+    "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=29;COUNT=3", "FREQ=YEARLY;BYWEEKNO=53;COUNT=2",
+    "FREQ=MONTHLY;BYDAY=5FR;COUNT=4", "FREQ=WEEKLY;BYDAY=MO,WE;COUNT=10", "FREQ=MONTHLY;BYMONTHDAY=-31",
+    "FREQ=YEARLY;BYYEARDAY=366;COUNT=2", "FREQ=DAILY;INTERVAL=7;BYDAY=MO;COUNT=3",
+    "FREQ=MINUTELY;BYMONTH=2;BYMONTHDAY=29;BYHOUR=0;BYMINUTE=0;COUNT=2"])
+def test_rare_rules_that_do_occur_are_accepted(rule: str) -> None:
+    assert inspect_calendar(event("DTSTART:20240101T100000Z", f"RRULE:{rule}")).recurring
+
+
+def test_a_stored_rule_that_never_occurs_is_still_indexed() -> None:
+    """Bytes accepted before the check (a restore, an undelete) are never stranded."""
+    data = event("DTSTART:20240101T100000Z", "RRULE:FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30;COUNT=2")
+    assert inspect_calendar(data, stored=True).recurring
+
+
 def test_x_components_and_properties_are_kept_out_of_the_way() -> None:
     data = calendar(*component("VEVENT", "DTSTART:20240101T100000Z", "X-FOO;X-BAR=1:baz", "GEO:not-a-geo"),
                     "BEGIN:X-VENDOR-THING", "X-A:1", "END:X-VENDOR-THING")

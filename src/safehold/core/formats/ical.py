@@ -21,6 +21,7 @@ from typing import Any
 from dateutil.rrule import rrulestr
 from icalendar import vRecur
 
+from safehold.core.formats import ical_rules
 from safehold.core.formats.contentlines import nul_byte
 from safehold.core.formats.ical_expand import expand, limit_recurrence_set
 from safehold.core.formats.ical_filter import CompFilter, ParamFilter, PropFilter, TimeRange, matches
@@ -106,6 +107,8 @@ def inspect_calendar(data: bytes, *, stored: bool = False) -> CalendarInfo:
     components = _object_components(cal)
     for comp in components:
         _check_component(comp)
+        if not stored:  # accepted before: expanded as it was (slowly), never stranded
+            _check_rules(comp)
     recurring = is_recurring_set(components)
     if recurring:
         _check_once(components)
@@ -188,6 +191,17 @@ def _check_component(comp: Any) -> None:
     for rule in as_list(prop(comp, "RRULE")):
         if "COUNT" in rule and "UNTIL" in rule:
             raise InvalidCalendarData(VALID_DATA, "RRULE with both COUNT and UNTIL (RFC 5545 §3.3.10)")
+
+
+def _check_rules(comp: Any) -> None:
+    """Refuse a recurrence rule that expansion could not afford (ical_rules)."""
+    start = value_of(comp, "DTSTART")
+    for name in ("RRULE", "EXRULE"):
+        for rule in as_list(prop(comp, name)):
+            problem = ical_rules.problem(rule, start)
+            if problem is not None:
+                raise InvalidCalendarData(VALID_DATA, f"{comp.name} {name}: {problem} "
+                                          "(RFC 5545 §3.3.10)")
 
 
 def _bounds(components: list[Any]) -> tuple[datetime | None, datetime | None]:

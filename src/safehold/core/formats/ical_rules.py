@@ -1,0 +1,59 @@
+"""Recurrence rules the server can afford to expand (RFC 5545 §3.3.10).
+
+dateutil, which expands RRULE and EXRULE here and in recurring_ical_events, looks for a
+rule's next instance day by day (hour by hour, ...) until year 9999 when none comes: a
+rule no date can ever match (``BYMONTH=13``; February 30th; ``FREQ=DAILY;INTERVAL=7;
+BYDAY=TU`` from a Monday; ``FREQ=HOURLY;INTERVAL=2;BYHOUR=3`` from an even hour) kept a
+PUT busy for 7-12 s of CPU, on the event loop, holding up every other client, and every
+calendar-query that met it again. Such rules are refused at PUT (valid-calendar-data):
+a value outside the part's range, or a rule that matches nothing in a whole 400-year
+cycle of the Gregorian calendar (146,097 days: a whole number of weeks, months and
+years, so every pattern of a rule repeats within it, whatever its INTERVAL).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from dateutil.rrule import rrulestr
+
+# (lowest, highest, negatives allowed) of each numeric part (RFC 5545 §3.3.10). BYSECOND=60,
+# a leap second, is in the RFC's range but no date library can expand it (dateutil raised
+# ValueError: a 500).
+_RANGES = {"BYSECOND": (0, 59, False), "BYMINUTE": (0, 59, False), "BYHOUR": (0, 23, False),
+           "BYMONTHDAY": (1, 31, True), "BYYEARDAY": (1, 366, True),
+           "BYWEEKNO": (1, 53, True), "BYMONTH": (1, 12, False), "BYSETPOS": (1, 366, True)}
+_CYCLE_YEARS = 400
+_LAST_YEAR = 9999  # datetime.MAXYEAR: where dateutil gives up
+
+
+def problem(rule: Any, start: date | datetime) -> str | None:
+    """Why ``rule`` (an icalendar vRecur) starting at ``start`` cannot be accepted, or
+    None. Rules without BYxxx parts always match (every FREQ step is an instance)."""
+    for part, (low, high, signed) in _RANGES.items():
+        for value in rule.get(part, []):
+            if not isinstance(value, int) or not (low <= abs(value) <= high if signed and value
+                                                  else low <= value <= high):
+                return f"{part}={value} is outside {'±' if signed else ''}{low}..{high}"
+    if not any(part.startswith("BY") and part != "WKST" for part in rule):
+        return None
+    if _never(rule, start):
+        return ("it never occurs: no date matches its BYxxx parts (and INTERVAL) in a whole "
+                "400-year cycle of the calendar")
+    return None
+
+
+def _never(rule: Any, start: date | datetime) -> bool:
+    """Whether the rule, without COUNT and UNTIL, has no instance at all: looked for from
+    ``start`` moved a whole number of 400-year cycles late enough that dateutil's search
+    ends at year 9999 after 400 to 800 years, which therefore cover a whole cycle."""
+    text = ";".join(p for p in rule.to_ical().decode().split(";")
+                    if not p.upper().startswith(("COUNT=", "UNTIL=")))
+    first = start if isinstance(start, datetime) else datetime(start.year, start.month, start.day)
+    cycles = (_LAST_YEAR - _CYCLE_YEARS - first.year) // _CYCLE_YEARS
+    probe = first.replace(year=first.year + cycles * _CYCLE_YEARS, tzinfo=None)
+    try:
+        return next(iter(rrulestr(text, dtstart=probe)), None) is None
+    except (ValueError, TypeError, OverflowError):
+        return False  # unreadable: expansion reports it as it did
