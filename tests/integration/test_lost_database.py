@@ -5,11 +5,14 @@ shows that a server with data ran there, and name the restore (DESIGN promise 8)
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from safehold.store import wipe
+from safehold.errors import StoreUnavailable
+from safehold.store import engine as engine_mod
+from safehold.store import lost, sqlite_dbapi, wipe
 from tests.support.server import PASSWORD, Server, cli
 
 CARD = b"BEGIN:VCARD\r\nVERSION:3.0\r\nUID:lost-1\r\nFN:Ada\r\nEND:VCARD\r\n"
@@ -68,3 +71,27 @@ def test_a_database_file_that_vanishes_while_serving_gets_no_write_acknowledged(
         aside.rename(db)
         assert dav.put(url, content=CARD.replace(b"Ada", b"Ada B")).status_code == 204
         assert b"Ada B" in dav.get(url).content
+
+
+def test_a_database_file_left_empty_by_a_connection_counts_as_lost(tmp_path: Path) -> None:
+    """A connection that opened a missing file leaves one page without tables: that is
+    no database either. A child process of the server never creates one (new=False)."""
+    key = tmp_path / "backup.key"
+    key.write_text("x\n")
+    url = f"sqlite:///{tmp_path / 'safehold.db'}"
+    child = engine_mod.create(url, new=False)
+    with pytest.raises(sa.exc.OperationalError) as caught:
+        child.connect()
+    assert isinstance(caught.value.orig, sqlite_dbapi.CantOpen)
+    child.dispose()
+    assert not (tmp_path / "safehold.db").exists()
+    engine = engine_mod.create(url)
+    engine.connect().close()
+    engine.dispose()
+    assert (tmp_path / "safehold.db").stat().st_size > 0
+    with pytest.raises(StoreUnavailable, match="missing or empty"):
+        lost.refuse_if_lost(url, key)
+    out = cli(tmp_path, "upgrade", "--dry-run", check=False)
+    assert out.returncode == 1 and "missing or empty" in out.stderr, out.stderr
+    key.unlink()
+    lost.refuse_if_lost(url, key)  # no key: a first start

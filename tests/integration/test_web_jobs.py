@@ -118,6 +118,20 @@ def test_finished_jobs_and_their_archives_go_after_an_hour(store: Store, tmp_pat
         assert [r.id for r in c.execute(sa.select(web_job.c.id))] == [new.id]
 
 
+def test_a_job_whose_process_stopped_goes_after_an_hour_with_its_archive(store: Store,
+                                                                        tmp_path: Path) -> None:
+    clock = Clock()
+    archive = tmp_path / "half.zip"
+    archive.write_bytes(b"PK")
+    dead = Job("dead-export", "alice", "export", "Export everything", started=clock.now,
+               file=archive)
+    web_jobs.add(store, dead.row() | {"beat": clock.now})  # never looked at again
+    clock.now += KEEP_SECONDS + 1
+    jobs = Jobs(store, clock=clock)
+    _wait(jobs, jobs.start("alice", "export", "Export everything", lambda job: "ok").id)
+    assert jobs.get("dead-export", "alice") is None and not archive.exists()
+
+
 def test_an_archive_written_on_another_host_is_not_offered_as_missing(store: Store) -> None:
     job = Job("j", "alice", "export", "Export everything", host="other-host pid 7")
     assert not job.here() and Job("k", "alice", "export", "x", host=HOST).here()

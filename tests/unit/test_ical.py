@@ -416,6 +416,27 @@ def test_rare_rules_that_do_occur_are_accepted(rule: str) -> None:
     assert inspect_calendar(event("DTSTART:20240101T100000Z", f"RRULE:{rule}")).recurring
 
 
+def test_a_rule_sparser_than_the_cycle_is_not_taken_for_one_that_never_occurs() -> None:
+    data = event("DTSTART:20240301T100000Z", "RRULE:FREQ=YEARLY;INTERVAL=1000;BYMONTH=1")
+    assert inspect_calendar(data).recurring  # January 3024
+
+
+@pytest.mark.parametrize("data, precondition", [
+    (event("DTSTART:202409", "RRULE:FREQ=DAILY;BYHOUR=3"), "valid-calendar-data"),
+    (event("DTSTART;VALUE=PERIOD:20240101T100000Z/PT1H", "RRULE:FREQ=DAILY;BYHOUR=3"),
+     "valid-calendar-data"),
+    (todo("EXRULE:FREQ=DAILY;BYHOUR=3"), None),
+])
+def test_a_rule_beside_a_bad_or_missing_dtstart_is_answered_as_before(
+        data: bytes, precondition: str | None) -> None:
+    if precondition is None:
+        inspect_calendar(data)
+        return
+    with pytest.raises(InvalidCalendarData) as caught:
+        inspect_calendar(data)
+    assert caught.value.precondition == precondition
+
+
 def test_a_stored_rule_that_never_occurs_is_still_indexed() -> None:
     """Bytes accepted before the check (a restore, an undelete) are never stranded."""
     data = event("DTSTART:20240101T100000Z", "RRULE:FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30;COUNT=2")

@@ -116,7 +116,9 @@ def _checked(parent_version: str, fn: Callable[..., T], *args: object) -> T:
 
 
 def _open(settings: Settings, fingerprint: str) -> tuple[Store, Key]:
-    store = Store(engine_mod.create(settings.db_url()), settings.tmp_dir)
+    # The server's database, never a new one: had its file gone, the child would leave an
+    # empty one that the server, restarted, would take for a first start.
+    store = Store(engine_mod.create(settings.db_url(), new=False), settings.tmp_dir)
     key = setup.resolve(settings, store).key
     if key is None or key.fingerprint != fingerprint:
         store.engine.dispose()

@@ -9,7 +9,9 @@ import click
 from safehold.cli.common import common_options
 from safehold.config import Settings
 from safehold.errors import SafeholdError
+from safehold.backup import setup
 from safehold.store import engine as engine_mod
+from safehold.store import lost
 from safehold.store.repo import Store
 from safehold.upgrade import runner
 
@@ -29,6 +31,7 @@ def upgrade(dry_run: bool, backup_now: bool, override: str | None, settings: Set
         raise click.BadParameter("give the reason for overriding the gate", param_hint="--override-gate")
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        lost.refuse_if_lost(settings.db_url(), setup.key_path(settings))
         engine = engine_mod.create(settings.db_url())
         # Not ensure_schema: this command is the one that may open an older schema.
         engine_mod.self_test(engine)

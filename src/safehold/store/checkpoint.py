@@ -82,9 +82,8 @@ class Checkpointer:
             found = False
         if not found and not self.vanished:
             log.error("the database file %s was deleted, moved or replaced while the server "
-                      "ran: writes are refused (503) until it is back; put it back (a deleted one can "
-                      "be copied from /proc/%d/fd/ while the server runs) or restore it",
-                      path, os.getpid())
+                      "ran: writes are refused (503) until it is renamed back; if it was deleted, stop "
+                      "the server and restore the database (safehold restore)", path)
         self.vanished = not found
         return found
 

@@ -42,15 +42,17 @@ def connection_idle(engine: Engine) -> bool:
     return not isinstance(pool, sa.pool.QueuePool) or pool.checkedout() < pool.size()
 
 
-def create(url: str) -> Engine:
-    """Create the engine for ``url`` (sqlite:///… or postgresql://…)."""
+def create(url: str, *, new: bool = True) -> Engine:
+    """Create the engine for ``url`` (sqlite:///… or postgresql://…). ``new=False``: a
+    SQLite database that must exist already (a child process of the server), never
+    created; a missing one is SQLITE_CANTOPEN (store/lost.py)."""
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[1] if ":///" in url else ""
         if path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(
             url, module=sqlite_dbapi, pool_size=8, max_overflow=16,
-            poolclass=sa.pool.QueuePool, connect_args={"timeout": 30.0, "opened": []},
+            poolclass=sa.pool.QueuePool, connect_args={"timeout": 30.0, "opened": [] if new else [True]},
         )
         checkpointer = Checkpointer(engine, fatal_fsync)
 

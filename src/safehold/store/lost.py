@@ -26,17 +26,30 @@ def _sqlite_path(url: str) -> Path | None:
 
 
 def _empty(url: str) -> bool:
-    """Whether the database at ``url`` is missing or holds no tables, looked at without
-    creating it (a SQLite file is not opened)."""
+    """Whether the database at ``url`` is missing or holds none of safehold's tables,
+    looked at without creating it (a SQLite file is opened read-only, if it exists: any
+    connection that opened a missing one left a file of one page without tables)."""
     if url.startswith("sqlite"):
         path = _sqlite_path(url)
-        return path is not None and (not path.exists() or path.stat().st_size == 0)
+        if path is None:
+            return False
+        if not path.exists() or path.stat().st_size == 0:
+            return True
+        import apsw
+
+        db = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+        try:
+            return not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'change'").fetchall()
+        except apsw.Error:
+            return False  # unreadable: the self-test or the damaged-database answer says why
+        finally:
+            db.close()
     from safehold.store import engine as engine_mod
 
     engine = engine_mod.create(url)
     try:
         with engine.connect() as conn:
-            return not sa.inspect(conn).get_table_names()
+            return not sa.inspect(conn).has_table("change")
     finally:
         engine.dispose()
 

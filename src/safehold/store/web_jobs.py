@@ -47,11 +47,14 @@ def stopped(store: Store, job_id: str, alive_before: float, message: str, now: f
 
 
 def expire(store: Store, finished_before: float) -> list[dict[str, Any]]:
-    """Remove the jobs finished before ``finished_before``; return their rows (for
-    their files)."""
+    """Remove the jobs finished before ``finished_before``, and those whose process
+    showed no life since (it stopped with them running); return their rows (for their
+    files)."""
     def tx(c: Connection) -> list[dict[str, Any]]:
         gone = [dict(r._mapping) for r in c.execute(
-            sa.select(web_job).where(web_job.c.finished < finished_before))]
+            sa.select(web_job).where((web_job.c.finished < finished_before)
+                                     | ((web_job.c.state == "running")
+                                        & (web_job.c.beat < finished_before))))]
         if gone:
             c.execute(sa.delete(web_job).where(web_job.c.id.in_([r["id"] for r in gone])))
         return gone

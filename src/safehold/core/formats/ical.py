@@ -196,6 +196,8 @@ def _check_component(comp: Any) -> None:
 def _check_rules(comp: Any) -> None:
     """Refuse a recurrence rule that expansion could not afford (ical_rules)."""
     start = value_of(comp, "DTSTART")
+    if not isinstance(start, date):
+        return  # no DTSTART, or not a date: the checks before or after answer it
     for name in ("RRULE", "EXRULE"):
         for rule in as_list(prop(comp, name)):
             problem = ical_rules.problem(rule, start)
