@@ -9,32 +9,23 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
-from safehold.store import engine as engine_mod
 from safehold.store import web_jobs
 from safehold.store.repo import Store
 from safehold.store.schema import web_job
 from safehold.web.jobs import HOST, KEEP_SECONDS, STALE_SECONDS, STOPPED, Job, Jobs
 from tests.support.server import Server
+from tests.support.stores import Clock, fresh_store
 from tests.support.web import csrf, login
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
 def store(database_url: str, tmp_path: Path) -> Iterator[Store]:
-    engine = engine_mod.create(database_url)
-    engine_mod.ensure_schema(engine)
-    yield Store(engine, tmp_path / "tmp")
-    engine.dispose()
+    with fresh_store(database_url, tmp_path) as opened:
+        yield opened
 
 
 def _wait(jobs: Jobs, job_id: str, owner: str = "alice") -> Job:
@@ -137,12 +128,12 @@ def test_an_archive_written_on_another_host_is_not_offered_as_missing(store: Sto
     assert not job.here() and Job("k", "alice", "export", "x", host=HOST).here()
 
 
-def _export(web: object) -> str:
-    r = web.post("/export", data={"csrf": csrf(web, "/export")})  # type: ignore[attr-defined]
+def _export(web: httpx.Client) -> str:
+    r = web.post("/export", data={"csrf": csrf(web, "/export")})
     assert r.status_code == 303
     job: str = r.headers["location"].rsplit("/", 1)[-1]
     for _ in range(300):
-        if web.get(f"/jobs/{job}.json").json()["state"] != "running":  # type: ignore[attr-defined]
+        if web.get(f"/jobs/{job}.json").json()["state"] != "running":
             break
         time.sleep(0.1)
     return job

@@ -12,28 +12,18 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from safehold.store import engine as engine_mod
 from safehold.store.repo import Store
 from safehold.store.schema import web_session
 from safehold.web.sessions import COOKIE, IDLE_SECONDS, MAX_SECONDS, TOUCH_EVERY, Sessions
 from tests.support.server import Server, cli
+from tests.support.stores import Clock, fresh_store
 from tests.support.web import csrf, login
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
 def store(database_url: str, tmp_path: Path) -> Iterator[Store]:
-    engine = engine_mod.create(database_url)
-    engine_mod.ensure_schema(engine)
-    yield Store(engine, tmp_path / "tmp")
-    engine.dispose()
+    with fresh_store(database_url, tmp_path) as opened:
+        yield opened
 
 
 def _rows(store: Store) -> list[dict[str, object]]:
