@@ -42,12 +42,17 @@ def connection_idle(engine: Engine) -> bool:
     return not isinstance(pool, sa.pool.QueuePool) or pool.checkedout() < pool.size()
 
 
+def sqlite_file(url: str) -> str:
+    """The file of a sqlite:///PATH URL ("" for an in-memory one)."""
+    return url.split(":///", 1)[1] if ":///" in url else ""
+
+
 def create(url: str, *, new: bool = True) -> Engine:
     """Create the engine for ``url`` (sqlite:///… or postgresql://…). ``new=False``: a
     SQLite database that must exist already (a child process of the server), never
     created; a missing one is SQLITE_CANTOPEN (store/lost.py)."""
     if url.startswith("sqlite"):
-        path = url.split(":///", 1)[1] if ":///" in url else ""
+        path = sqlite_file(url)
         if path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(

@@ -18,10 +18,11 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from safehold.errors import StoreUnavailable
+from safehold.store import engine as engine_mod
 
 
 def _sqlite_path(url: str) -> Path | None:
-    path = url.split(":///", 1)[1] if ":///" in url else ""
+    path = engine_mod.sqlite_file(url)
     return Path(path) if path and not path.startswith(":memory:") else None
 
 
@@ -44,8 +45,6 @@ def _empty(url: str) -> bool:
             return False  # unreadable: the self-test or the damaged-database answer says why
         finally:
             db.close()
-    from safehold.store import engine as engine_mod
-
     engine = engine_mod.create(url)
     try:
         with engine.connect() as conn:

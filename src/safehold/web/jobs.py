@@ -68,9 +68,14 @@ class Job:
         if self.on_progress is not None:
             self.on_progress()
 
+    @property
+    def hostname(self) -> str:
+        """The host of the process that runs it (``host`` without the pid)."""
+        return self.host.rsplit(" pid ", 1)[0]
+
     def here(self) -> bool:
         """Whether this process's host holds the job's file."""
-        return self.host.rsplit(" pid ", 1)[0] == HOST.rsplit(" pid ", 1)[0]
+        return self.hostname == socket.gethostname()
 
     def as_json(self) -> dict[str, Any]:
         return {"id": self.id, "kind": self.kind, "title": self.title, "state": self.state,

@@ -305,7 +305,7 @@ def job_download(web: Web, req: Request, ident: str) -> Response:
     if not job.here():
         # Several hosts behind one address: the archive is on the disk of the one that
         # wrote it (docs/storage.md).
-        raise HttpError(404, f"the archive is on another server ({job.host.rsplit(' pid ', 1)[0]}); "
+        raise HttpError(404, f"the archive is on another server ({job.hostname}); "
                              "download it from there, or export again")
     if not job.file.exists():
         raise HttpError(404, "the archive is no longer there (archives are kept for an hour); "
