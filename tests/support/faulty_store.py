@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
@@ -17,6 +18,10 @@ from tests.support import faulty_vfs
 def open_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
     """A new store in ``tmp_path`` whose connections use the faulty VFS, its switches in
     ``tmp_path/faults`` (flipped by ``fail``); the caller disposes of its engine."""
+    # Garbage from earlier tests (a connection on this VFS) closed now, while no fault
+    # is on: closed later, it would read through this test's switches, and the faults
+    # it met there would be reported as unraisable exceptions in this test.
+    gc.collect()
     faults = tmp_path / "faults"
     faults.mkdir()
     monkeypatch.setenv(sqlite_dbapi.TEST_VFS_ENV, faulty_vfs.NAME)
@@ -24,6 +29,14 @@ def open_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
     store = Store(engine_mod.create(f"sqlite:///{tmp_path / 'x.db'}"), tmp_path)
     store._write(lambda c: c.exec_driver_sql("CREATE TABLE t (x INTEGER)"))
     return store
+
+
+def close(store: Store) -> None:
+    """Turn every fault off, then close the store's connections, none left for later."""
+    for switch in Path(os.environ[faulty_vfs.FAULTS_ENV]).iterdir():
+        switch.unlink()
+    store.engine.dispose()
+    gc.collect()
 
 
 def insert(store: Store, x: int) -> None:

@@ -45,7 +45,7 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
     monkeypatch.setattr(engine_mod, "fatal_fsync", stop)
     s = faulty_store.open_store(tmp_path, monkeypatch)
     yield s
-    s.engine.dispose()
+    faulty_store.close(s)
 
 
 @pytest.mark.parametrize("in_block", [False, True], ids=["write", "writing_now"])

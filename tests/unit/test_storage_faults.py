@@ -101,7 +101,7 @@ def test_an_error_raised_while_handling_a_fault_is_not_one() -> None:
 def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
     s = faulty_store.open_store(tmp_path, monkeypatch)
     yield s
-    s.engine.dispose()
+    faulty_store.close(s)
 
 
 def test_a_write_on_a_full_disk_is_storage_full_and_the_store_goes_on(store: Store) -> None:
