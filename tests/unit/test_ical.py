@@ -567,3 +567,11 @@ def test_a_vtimezone_whose_rule_dateutil_cannot_evaluate_is_an_unknown_zone() ->
     info = inspect_calendar(data)
     # Europe/Berlin in summer (+02:00), with the index's second to spare.
     assert (info.start, info.end) == expect("20240618T080000Z", "20240618T090000Z")
+
+
+def test_a_zone_named_in_x_wr_timezone_cannot_move_a_time_past_year_9999() -> None:
+    # Found by tests/unit/test_ical_lean.py: the move into the zone overflowed (a 500 on PUT).
+    data = calendar(*component("VEVENT", "DTSTART:99991231T235959Z"), top=("X-WR-TIMEZONE:Europe/Berlin",))
+    with pytest.raises(InvalidCalendarData) as refused:
+        inspect_calendar(data)
+    assert refused.value.precondition == "valid-calendar-data"

@@ -4,14 +4,16 @@ parse tree, the same index fields and the same precondition with and without eac
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from icalendar.parser.content_line import Contentline
 from icalendar.parser.ical.component import ComponentIcalParser
 
-from safehold.core.formats import ical, ical_instances, ical_parse, ical_spans
+from safehold.core.formats import ical, ical_instances, ical_parse, ical_simple, ical_spans
 from safehold.core.formats.ical import CalendarInfo, InvalidCalendarData, inspect_calendar
 from tests.unit.test_ical import INVALID, VALID, calendar, component, event, todo
 
@@ -232,3 +234,99 @@ def test_the_plain_series_cases_reach_the_shortcut() -> None:
     found = [ical._plain_series(ical._object_components(ical_parse.parse(data, slim=True, for_index=True)))
              for data in _recurring_cases("FREQ=DAILY;COUNT=1001")]
     assert any(f is not None and f[2] is None for f in found)
+
+
+# A simple event read without icalendar (ical_simple): every case is indexed with and without
+# the shortcut and must come out the same, down to the precondition's message.
+SIMPLE_STARTS = [
+    "DTSTART:20260105T100000Z", "DTSTART:20260105T100000", "DTSTART:20260105", "DTSTART:20261305T100000Z",
+    "DTSTART:20260105T250000Z", "DTSTART:2026010", "DTSTART:20260105T100000z", "DTSTART:２０２６０１０５",
+    "DTSTART:00010101T000000Z", "DTSTART:99991231T235959Z", "DTSTART:00010101", "DTSTART:99991231",
+    "dtstart:20260105T100000Z", "DTSTART;VALUE=DATE:20260105", "DTSTART;TZID=Europe/Berlin:20260105T100000",
+    "DTSTART:20260105T100000Z ", "DTSTART:P1D", "",
+]
+SIMPLE_ENDS = ["DTEND:20260105T110000Z", "DTEND:20260105T090000Z", "DTEND:20260105", "DTEND:20260106",
+               "DTEND:20260105T110000", "DTEND:99991231T235959Z", "DTEND:", "DURATION:PT1H", "Dtend:20260105T110000Z", ""]
+SIMPLE_EXTRAS = [
+    (), ("DTSTART:20260106T100000Z",), ("DTEND:20260105T120000Z", "DTEND:20260105T130000Z"), ("UID:second",),
+    ("CREATED:20250101T000000Z",), ("CREATED:20250101",), ("CREATED:20250101T000000",), ("CREATED:20251301T000000Z",),
+    ("CREATED:x",), ("SEQUENCE:0",), ("SEQUENCE:12",), ("SEQUENCE:+1",), ("SEQUENCE: 1",), ("SEQUENCE:x",),
+    ("SEQUENCE:²",), ("SEQUENCE:",), ("SUMMARY:a\\,b",), ("STATUS:CONFIRMED",), ("X-APPLE-TRAVEL:1",),
+    ("X-WR-TIMEZONE:Europe/Berlin",), ("RRULE:FREQ=DAILY;COUNT=2",), ("RDATE:20260107T100000Z",),
+    ("EXDATE:20260107T100000Z",), ("RECURRENCE-ID:20260105T100000Z",), ("URL:http://example.org/",), ("GEO:1;2",),
+    ("ATTENDEE:mailto:a@example.org",), ("ORGANIZER;CN=x:mailto:a@example.org",), ("DUE:20260105T110000Z",),
+    ("TRIGGER:-PT15M",), ("PRIORITY:x",), ("DTSTAMP:x",), ("LAST-MODIFIED:20250101T000000Z",),
+]
+SIMPLE_UIDS = ["test-uid@example.org", "a,b;c:d", " spaced ", "a\\,b", "", "ü-uid", "UID"]
+SIMPLE_TOPS = [(), ("CALSCALE:GREGORIAN",), ("CALSCALE:gregorian",), ("CALSCALE:GREGORIAN", "CALSCALE:GREGORIAN"),
+               ("CALSCALE:JULIAN",), ("CALSCALE:",), ("METHOD:PUBLISH",), ("X-WR-TIMEZONE:Europe/Berlin",),
+               ("X-WR-CALNAME:Work",), ("DTSTAMP:20240101T000000Z",), ("UID:x",), ("SUMMARY:x",)]
+_PLAIN_EVENT = component("VEVENT", "DTSTART:20260105T100000Z", "DTEND:20260105T110000Z")
+_PLAIN_BYTES = calendar(*_PLAIN_EVENT)
+SIMPLE_SHAPES = [
+    calendar(*_PLAIN_EVENT, *_PLAIN_EVENT), calendar(*_PLAIN_EVENT, *component("VTODO")),
+    calendar(*component("VTIMEZONE", "TZID:X"), *_PLAIN_EVENT),
+    calendar(*component("VEVENT", "DTSTART:20260105T100000Z", subs=("BEGIN:VALARM", "TRIGGER:-PT5M", "END:VALARM"))),
+    calendar(*component("VTODO", "DTSTART:20260105T100000Z")), calendar(*component("VJOURNAL", "DTSTART:20260105")),
+    calendar(*component("X-THING", "DTSTART:20260105"), *_PLAIN_EVENT), calendar(),
+    _PLAIN_BYTES.replace(b"BEGIN:VEVENT", b"begin:VEVENT"), _PLAIN_BYTES.replace(b"END:VEVENT", b"END:vevent"),
+    _PLAIN_BYTES.replace(b"BEGIN:VEVENT", b"BEGIN:VEVENT "), _PLAIN_BYTES.replace(b"END:VCALENDAR", b"end:VCALENDAR"),
+    _PLAIN_BYTES.replace(b"BEGIN:VCALENDAR", b"BEGIN:vcalendar"), _PLAIN_BYTES.replace(b"\r\n", b"\n"),
+    _PLAIN_BYTES.replace(b"\r\n", b"\r"), _PLAIN_BYTES.replace(b"UID:test", b"UID:te\r\n st"),
+    _PLAIN_BYTES.replace(b"DTSTART:2026", b"DTSTART:20\r\n\t26"), b"\xef\xbb\xbf" + _PLAIN_BYTES,
+    _PLAIN_BYTES.replace(b"UID:test", b"UID:\xfftest"), _PLAIN_BYTES.replace(b"DTSTAMP", b"SUMMARY:\x00\r\nDTSTAMP"),
+    _PLAIN_BYTES.replace(b"END:VEVENT\r\n", b"END:VEVENT\r\n\r\n  \r\n"), _PLAIN_BYTES + b"X-AFTER:1\r\n",
+    _PLAIN_BYTES + _PLAIN_BYTES, b"X-BEFORE:1\r\n" + _PLAIN_BYTES, _PLAIN_BYTES.replace(b"END:VEVENT\r\n", b""),
+    _PLAIN_BYTES.replace(b"END:VCALENDAR\r\n", b""), _PLAIN_BYTES.replace(b"\r\nEND:VCALENDAR\r\n", b"\r\nEND:VCALENDAR"),
+    _PLAIN_BYTES.replace(b"END:VEVENT", b"END:VEVENT\r\nEND:VEVENT"), _PLAIN_BYTES.replace(b"UID:", b"UID;X=1:"),
+    _PLAIN_BYTES.replace(b"DTSTAMP:", b"NAME WITH SPACE:x\r\nDTSTAMP:"), _PLAIN_BYTES.replace(b"DTSTAMP:", b":x\r\nDTSTAMP:"),
+]
+
+
+def _simple_cases() -> list[bytes]:
+    cases = [event(*[line for line in (start, end) if line]) for start in SIMPLE_STARTS for end in SIMPLE_ENDS]
+    cases += [event(SIMPLE_STARTS[0], SIMPLE_ENDS[0], *extra) for extra in SIMPLE_EXTRAS]
+    cases += [event(SIMPLE_STARTS[0], SIMPLE_ENDS[0], uid=uid) for uid in SIMPLE_UIDS]
+    cases += [calendar(*_PLAIN_EVENT, top=top) for top in SIMPLE_TOPS]
+    return cases + SIMPLE_SHAPES + CASES
+
+
+def test_a_simple_event_is_indexed_as_the_full_parse_indexes_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    cases = _simple_cases()
+    lean = [_full_outcome(data) for data in cases]
+    monkeypatch.setattr(ical_simple, "simple_event", lambda data: None)
+    full = [_full_outcome(data) for data in cases]
+    assert [(data, found) for data, found, want in zip(cases, lean, full, strict=True) if found != want] == []
+
+
+def test_the_simple_cases_reach_the_shortcut() -> None:
+    # Not vacuous: the comparison above met the shortcut often, and with each kind of time.
+    taken = [data for data in _simple_cases() if ical_simple.simple_event(data) is not None]
+    assert len(taken) >= 40
+    kinds = {tuple(type(t).__name__ + ("Z" if getattr(t, "tzinfo", None) else "") for t in found[1:])
+             for data in taken if (found := ical_simple.simple_event(data)) is not None}
+    assert {("datetimeZ", "datetimeZ"), ("datetime", "datetime"), ("date", "date"), ("datetimeZ", "date")} <= kinds
+    assert ical_simple.simple_event(_PLAIN_BYTES) == (
+        "test-uid@example.org", datetime(2026, 1, 5, 10, tzinfo=UTC), datetime(2026, 1, 5, 11, tzinfo=UTC))
+    # What the benchmark and UTC-only clients write: free text with escapes, a DTSTAMP.
+    assert ical_simple.simple_event(event("DTSTART:20261030T161500Z", "DTEND:20261030T171500Z", "SUMMARY:Meeting",
+                                          "LOCATION:Room 4", "DESCRIPTION:Agenda: plans\\, numbers")) is not None
+
+
+_EVENT_POOL = [line for line in SIMPLE_STARTS + SIMPLE_ENDS if line] + [
+    line for extra in SIMPLE_EXTRAS for line in extra] + [f"UID:{uid}" for uid in SIMPLE_UIDS] + EDGE_LINES
+_TOP_POOL = [line for top in SIMPLE_TOPS for line in top] + TOP_LINES
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(lines=st.lists(st.sampled_from(_EVENT_POOL), max_size=6),
+                  top=st.lists(st.sampled_from(_TOP_POOL), max_size=2),
+                  ending=st.sampled_from(["\r\n", "\n"]))
+def test_mixed_lines_are_indexed_as_the_full_parse_indexes_them(lines: list[str], top: list[str],
+                                                                 ending: str) -> None:
+    data = event(*lines).replace(b"\r\n", ending.encode())
+    data = data.replace(b"PRODID", "".join(f"{line}{ending}" for line in top).encode() + b"PRODID")
+    lean = _full_outcome(data)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ical_simple, "simple_event", lambda data: None)
+        assert _full_outcome(data) == lean

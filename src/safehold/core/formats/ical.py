@@ -21,7 +21,7 @@ from typing import Any
 from dateutil.rrule import rrulestr
 from icalendar import vRecur
 
-from safehold.core.formats import ical_rules
+from safehold.core.formats import ical_rules, ical_simple
 from safehold.core.formats.contentlines import nul_byte
 from safehold.core.formats.ical_expand import expand, limit_recurrence_set
 from safehold.core.formats.ical_filter import CompFilter, ParamFilter, PropFilter, TimeRange, matches
@@ -42,6 +42,7 @@ from safehold.core.formats.ical_instances import (
     value_of,
 )
 from safehold.core.formats.ical_parse import (
+    TOO_FAR,
     VALID_DATA,
     VALID_OBJECT,
     InvalidCalendarData,
@@ -98,6 +99,13 @@ def inspect_calendar(data: bytes, *, stored: bool = False) -> CalendarInfo:
     ``valid-calendar-object-resource`` when they break RFC 4791 §4.1. ``stored`` skips the
     NUL check, for bytes accepted before it existed (items.index_for).
     """
+    simple = ical_simple.simple_event(data)
+    if simple is not None:
+        try:
+            low, high = _hull([simple[1], simple[2]])  # _bounds of a lone, plain VEVENT
+            return CalendarInfo("VEVENT", simple[0], low - _SPARE, high + _SPARE, False)
+        except OverflowError:
+            pass  # the full parse words it
     cal = parse(data, slim=True, for_index=True)
     # After parsing, so that a body that is no iCalendar at all (an image) is named so.
     nul = None if stored else nul_byte(data)
@@ -122,9 +130,7 @@ def inspect_calendar(data: bytes, *, stored: bool = False) -> CalendarInfo:
             start, end = _bounds(components)
             spans = event_spans(components, recurrence, start, end) if recurrence else None
     except OverflowError as exc:
-        # Python's dates end at years 1 and 9999; the index widens every time a little.
-        raise InvalidCalendarData(VALID_DATA, "a date or time too close to year 1 or 9999 to be "
-                                  "indexed; use dates between years 2 and 9998") from exc
+        raise InvalidCalendarData(VALID_DATA, TOO_FAR) from exc
     return CalendarInfo(components[0].name, str(prop(components[0], "UID")), start, end, recurring, spans)
 
 

@@ -41,6 +41,9 @@ _CRITICAL_PROPERTIES = frozenset(TZID_PROPERTIES) | {
     "TZOFFSETFROM", "TZOFFSETTO",
 }
 
+# Python's dates end at years 1 and 9999; the index widens every time a little.
+TOO_FAR = "a date or time too close to year 1 or 9999 to be indexed; use dates between years 2 and 9998"
+
 _NAME = re.compile(r"[A-Za-z0-9-]+(?=[;:])")
 _LINE_BREAK = re.compile(r"\r\n|\n|\r")
 _FOLD = re.compile(rb"(?:\r\n|\n|\r)[ \t]")
@@ -253,9 +256,7 @@ def content_lines(text: str, *, slim: bool = False, for_index: bool = False) -> 
                 stack.pop()
         elif not stack:
             raise InvalidCalendarData(VALID_DATA, f"line {number}: expected BEGIN:VCALENDAR")
-        elif for_index and line[match.end()] == ":" and (
-                name in _UNINDEXED_TEXT or name in _UNINDEXED_IN_VEVENT and stack[-1] == "VEVENT"
-                or name.startswith("X-") and name != _INDEXED_X):
+        elif for_index and line[match.end()] == ":" and left_out_for_index(name, stack[-1]):
             continue
         elif slim and len(line) > _SLIM_OVER:
             line = _without_binary_value(line, match.end())
@@ -267,6 +268,13 @@ def content_lines(text: str, *, slim: bool = False, for_index: bool = False) -> 
     if calendars > 1:
         raise InvalidCalendarData(VALID_OBJECT, "a calendar object resource holds one VCALENDAR")
     return lines
+
+
+def left_out_for_index(name: str, component: str) -> bool:
+    """Whether a parse ``for_index`` leaves out a line without parameters named ``name``
+    (upper case) in ``component``: no index field and no check of a PUT reads it."""
+    return name in _UNINDEXED_TEXT or name in _UNINDEXED_IN_VEVENT and component == "VEVENT" \
+        or name.startswith("X-") and name != _INDEXED_X
 
 
 def _without_binary_value(line: str, name_end: int) -> str:
@@ -447,6 +455,8 @@ def _apply_x_wr_timezone(cal: Any) -> Any:
         return x_wr_timezone.to_standard(cal)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         return cal
+    except OverflowError as exc:  # a UTC time at the end of year 9999, moved into the zone
+        raise InvalidCalendarData(VALID_DATA, TOO_FAR) from exc
 
 
 def main_components(cal: Any) -> list[Any]:
