@@ -291,6 +291,13 @@ def _simple_cases() -> list[bytes]:
     return cases + SIMPLE_SHAPES + CASES
 
 
+def _simple_series_cases(rule: str) -> list[bytes]:
+    """Recurring events of each shape the simple path reads (and some it leaves)."""
+    cases = [event(*[line for line in (start, end) if line], f"RRULE:{rule}")
+             for start in SIMPLE_STARTS[:4] + RECURRING_STARTS[8:] for end in SIMPLE_ENDS[:5] + [""]]
+    return cases + [event(SIMPLE_STARTS[0], SIMPLE_ENDS[0], f"RRULE:{rule}", *extra) for extra in SIMPLE_EXTRAS[:12]]
+
+
 def test_a_simple_event_is_indexed_as_the_full_parse_indexes_it(monkeypatch: pytest.MonkeyPatch) -> None:
     cases = _simple_cases()
     lean = [_full_outcome(data) for data in cases]
@@ -299,22 +306,40 @@ def test_a_simple_event_is_indexed_as_the_full_parse_indexes_it(monkeypatch: pyt
     assert [(data, found) for data, found, want in zip(cases, lean, full, strict=True) if found != want] == []
 
 
+@pytest.mark.parametrize("rule", RULES)
+def test_a_simple_series_is_indexed_as_the_full_parse_indexes_it(rule: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    cases = _simple_series_cases(rule)
+    lean = [_full_outcome(data) for data in cases]
+    monkeypatch.setattr(ical_simple, "simple_event", lambda data: None)
+    full = [_full_outcome(data) for data in cases]
+    assert [(data, found) for data, found, want in zip(cases, lean, full, strict=True) if found != want] == []
+
+
+def test_the_simple_series_cases_reach_the_shortcut() -> None:
+    # Not vacuous: recurring events took the simple path, with spans and without.
+    found = [ical._simple(event, False) for rule in RULES for data in _simple_series_cases(rule)
+             if (event := ical_simple.simple_event(data)) is not None and event.rule is not None]
+    assert sum(f is not None and f.spans is not None for f in found) >= 100
+    assert any(f is not None and f.recurring and f.spans is None for f in found)
+
+
 def test_the_simple_cases_reach_the_shortcut() -> None:
     # Not vacuous: the comparison above met the shortcut often, and with each kind of time.
     taken = [data for data in _simple_cases() if ical_simple.simple_event(data) is not None]
     assert len(taken) >= 40
-    kinds = {tuple(type(t).__name__ + ("Z" if getattr(t, "tzinfo", None) else "") for t in found[1:])
+    kinds = {tuple(type(t).__name__ + ("Z" if getattr(t, "tzinfo", None) else "") for t in found[1:3])
              for data in taken if (found := ical_simple.simple_event(data)) is not None}
     assert {("datetimeZ", "datetimeZ"), ("datetime", "datetime"), ("date", "date"), ("datetimeZ", "date")} <= kinds
     assert ical_simple.simple_event(_PLAIN_BYTES) == (
-        "test-uid@example.org", datetime(2026, 1, 5, 10, tzinfo=UTC), datetime(2026, 1, 5, 11, tzinfo=UTC))
+        "test-uid@example.org", datetime(2026, 1, 5, 10, tzinfo=UTC), datetime(2026, 1, 5, 11, tzinfo=UTC), None)
     # What the benchmark and UTC-only clients write: free text with escapes, a DTSTAMP.
     assert ical_simple.simple_event(event("DTSTART:20261030T161500Z", "DTEND:20261030T171500Z", "SUMMARY:Meeting",
                                           "LOCATION:Room 4", "DESCRIPTION:Agenda: plans\\, numbers")) is not None
 
 
 _EVENT_POOL = [line for line in SIMPLE_STARTS + SIMPLE_ENDS if line] + [
-    line for extra in SIMPLE_EXTRAS for line in extra] + [f"UID:{uid}" for uid in SIMPLE_UIDS] + EDGE_LINES
+    line for extra in SIMPLE_EXTRAS for line in extra] + [f"UID:{uid}" for uid in SIMPLE_UIDS] + EDGE_LINES + [
+    f"RRULE:{rule}" for rule in RULES]
 _TOP_POOL = [line for top in SIMPLE_TOPS for line in top] + TOP_LINES
 
 

@@ -32,7 +32,7 @@ from safehold.core.formats.ical_instances import (
     HORIZON_START,
     RecurrenceSet,
     Time,
-    expansion_steps,
+    rule_steps,
     freebusy_periods,
     is_recurring_set,
     is_thisandfuture,
@@ -100,12 +100,9 @@ def inspect_calendar(data: bytes, *, stored: bool = False) -> CalendarInfo:
     NUL check, for bytes accepted before it existed (items.index_for).
     """
     simple = ical_simple.simple_event(data)
-    if simple is not None:
-        try:
-            low, high = _hull([simple[1], simple[2]])  # _bounds of a lone, plain VEVENT
-            return CalendarInfo("VEVENT", simple[0], low - _SPARE, high + _SPARE, False)
-        except OverflowError:
-            pass  # the full parse words it
+    found = _simple(simple, stored) if simple is not None else None
+    if found is not None:
+        return found
     cal = parse(data, slim=True, for_index=True)
     # After parsing, so that a body that is no iCalendar at all (an image) is named so.
     nul = None if stored else nul_byte(data)
@@ -132,6 +129,29 @@ def inspect_calendar(data: bytes, *, stored: bool = False) -> CalendarInfo:
     except OverflowError as exc:
         raise InvalidCalendarData(VALID_DATA, TOO_FAR) from exc
     return CalendarInfo(components[0].name, str(prop(components[0], "UID")), start, end, recurring, spans)
+
+
+def _simple(event: ical_simple.SimpleEvent, stored: bool) -> CalendarInfo | None:
+    """inspect_calendar of a simple event (ical_simple), as the full parse comes to it; None
+    where the full parse must decide (a recurring one that is no plain series, a rule it
+    refuses, a date it cannot index), and for stored bytes with a rule (not checked)."""
+    try:
+        if event.rule is None:
+            low, high = _hull([event.start, event.end])  # _bounds of a lone VEVENT
+            return CalendarInfo("VEVENT", event.uid, low - _SPARE, high + _SPARE, False)
+        if stored or not isinstance(event.start, datetime):
+            return None
+        rule = vRecur.from_ical(event.rule)
+        # _check_component and _check_rules: what they refuse, the full parse words.
+        if "COUNT" in rule and "UNTIL" in rule or ical_rules.problem(rule, event.start) is not None:
+            return None
+        series = _series(rule, event.start, _length_until(event.end, event.start))
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if series is None:
+        return None
+    start, end, spans = series
+    return CalendarInfo("VEVENT", event.uid, start, end, True, spans)
 
 
 def _object_components(cal: Any) -> list[Any]:
@@ -378,10 +398,18 @@ def _plain_series(components: list[Any]) -> tuple[datetime | None, datetime | No
         return None
     rule = prop(master, "RRULE")
     first = value_of(master, "DTSTART")
-    if rule is None or isinstance(rule, list) or not set(rule) <= _PLAIN_RULE_PARTS or not isinstance(first, datetime) \
-            or first.tzinfo is not _UTC_ZONE or first.microsecond or first < HORIZON_START + NEAR_HORIZON + _SPARE:
+    if rule is None or isinstance(rule, list) or not isinstance(first, datetime) or first.tzinfo is not _UTC_ZONE:
         return None
-    length = _plain_length(master, first)
+    return _series(rule, first, _plain_length(master, first))
+
+
+def _series(rule: Any, first: datetime, length: timedelta | None
+            ) -> tuple[datetime | None, datetime | None, Spans | None] | None:
+    """_plain_series of a VEVENT with this one RRULE, DTSTART and instance length (None: one
+    the general path reads otherwise)."""
+    if not set(rule) <= _PLAIN_RULE_PARTS or first.tzinfo is not _UTC_ZONE or first.microsecond \
+            or first < HORIZON_START + NEAR_HORIZON + _SPARE:
+        return None
     counts, untils = rule.get("COUNT"), rule.get("UNTIL")
     if length is None or len(rule.get("FREQ", [])) != 1 \
             or not all(isinstance(n, int) and n >= 1 for n in rule.get("INTERVAL", [])):
@@ -403,7 +431,7 @@ def _plain_series(components: list[Any]) -> tuple[datetime | None, datetime | No
     if length > HORIZON_END - NEAR_HORIZON - _SPARE - last:
         return None  # event_spans leaves these out (and the sum might overflow)
     end = last.replace(tzinfo=UTC) + length + _SPARE
-    if expansion_steps(master, end) > MAX_SPANS:
+    if rule_steps([rule], first, end) > MAX_SPANS:
         return start, end, None
     if until is None or first <= until:
         starts.append(first)
@@ -417,16 +445,20 @@ def _plain_length(master: Any, first: datetime) -> timedelta | None:
     """DTEND - DTSTART of a plain series, or None where the general path reads it otherwise
     (an end before the start swaps them in recurring_ical_events, clamps in _length)."""
     if has(master, "DTEND"):
-        last = value_of(master, "DTEND")
-        if not isinstance(last, datetime) or last.tzinfo is not _UTC_ZONE:
-            return None
-        length = last - first
-    else:
-        duration = value_of(master, "DURATION")
-        length = duration if isinstance(duration, timedelta) else timedelta(0)
-    if length < timedelta(0) or length.microseconds:
+        return _length_until(value_of(master, "DTEND"), first)
+    duration = value_of(master, "DURATION")
+    return _whole_length(duration if isinstance(duration, timedelta) else timedelta(0))
+
+
+def _length_until(last: Any, first: datetime) -> timedelta | None:
+    """_plain_length of a series whose DTEND is ``last``."""
+    if not isinstance(last, datetime) or last.tzinfo is not _UTC_ZONE:
         return None
-    return length
+    return _whole_length(last - first)
+
+
+def _whole_length(length: timedelta) -> timedelta | None:
+    return None if length < timedelta(0) or length.microseconds else length
 
 
 def _plain_starts(rule: Any, first: datetime, until: datetime | None) -> list[datetime] | None:

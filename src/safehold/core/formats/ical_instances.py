@@ -264,8 +264,13 @@ def expansion_steps(master: Any, end: datetime) -> float:
     start = time_of(master, "DTSTART")
     if start is None:
         return 0.0
+    return rule_steps(as_list(prop(master, "RRULE")), start, end)
+
+
+def rule_steps(rules: list[Any], start: Time, end: datetime) -> float:
+    """``expansion_steps`` of these RRULEs from ``start``."""
     steps = 0.0
-    for rule in as_list(prop(master, "RRULE")):
+    for rule in rules:
         counts = rule.get("COUNT")
         if counts:  # dateutil stops after COUNT instances
             steps += int(counts[0])

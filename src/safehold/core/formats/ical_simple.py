@@ -13,7 +13,9 @@ edge cases and on generated events.
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime, timedelta
+import zoneinfo
+from datetime import date, datetime, timedelta
+from typing import NamedTuple
 
 from safehold.core.formats.ical_parse import decode, left_out_for_index, logical_lines
 
@@ -24,19 +26,29 @@ _DATE_TIME = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})T([0-9]{2})([0-9]{2})([0
 _DATE = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})")
 _DIGITS = re.compile(r"[0-9]+")
 _ONE_DAY = timedelta(days=1)
+_UTC_ZONE = zoneinfo.ZoneInfo("UTC")  # what icalendar gives "...Z" values (one cached object)
 
 Time = date | datetime
 
 
-def simple_event(data: bytes) -> tuple[str, Time, Time] | None:
-    """(UID, DTSTART, end of the own instance) of a simple event, else None.
+class SimpleEvent(NamedTuple):
+    uid: str
+    start: Time
+    end: Time  # of the own instance: DTEND, else as RFC 5545 §3.6.1 says
+    rule: str | None  # the RRULE's value as written
+
+
+def simple_event(data: bytes) -> SimpleEvent | None:
+    """The UID, own instance and RRULE of a simple event, else None.
 
     Simple: one VCALENDAR holding one VEVENT and nothing else; every line "NAME:value";
     no NUL byte; in the VEVENT one UID (no backslash), one DTSTART and at most one DTEND,
-    each a UTC or floating DATE-TIME or a DATE, optionally CREATED (a UTC DATE-TIME) and
-    SEQUENCE (digits); every other line one the full parse leaves out for the index
-    (SUMMARY, DESCRIPTION, DTSTAMP, X- ...); in the VCALENDAR only such lines and CALSCALE
-    GREGORIAN. No RRULE, RDATE, DURATION, METHOD, X-WR-TIMEZONE, VALARM or VTIMEZONE."""
+    each a UTC or floating DATE-TIME or a DATE, at most one RRULE, optionally CREATED (a
+    UTC DATE-TIME) and SEQUENCE (digits); every other line one the full parse leaves out
+    for the index (SUMMARY, DESCRIPTION, DTSTAMP, X- ...); in the VCALENDAR only such lines
+    and CALSCALE GREGORIAN. No RDATE, EXDATE, DURATION, RECURRENCE-ID, METHOD,
+    X-WR-TIMEZONE, VALARM or VTIMEZONE. The RRULE is returned as written: the caller
+    reads it (ical._simple)."""
     if b"\0" in data:
         return None
     lines = list(logical_lines(decode(data)))
@@ -48,6 +60,7 @@ def simple_event(data: bytes) -> tuple[str, Time, Time] | None:
     uid: str | None = None
     start: Time | None = None
     end: Time | None = None
+    rule: str | None = None
     for line in lines[1:-1]:
         found = _PLAIN_NAME.match(line)
         if found is None:
@@ -83,6 +96,10 @@ def simple_event(data: bytes) -> tuple[str, Time, Time] | None:
             end = _time(value)
             if end is None:
                 return None
+        elif name == "RRULE":
+            if rule is not None:
+                return None
+            rule = value
         elif name == "CREATED":
             created = _time(value)
             if not isinstance(created, datetime) or created.tzinfo is None:
@@ -98,7 +115,7 @@ def simple_event(data: bytes) -> tuple[str, Time, Time] | None:
             end = start + _ONE_DAY
         else:
             return None  # past year 9999: the full parse words it
-    return uid, start, end
+    return SimpleEvent(uid, start, end, rule)
 
 
 def _time(value: str) -> Time | None:
@@ -107,7 +124,7 @@ def _time(value: str) -> Time | None:
         if found is not None:
             year, month, day, hour, minute, second, zulu = found.groups()
             return datetime(int(year), int(month), int(day), int(hour), int(minute), int(second),
-                            tzinfo=UTC if zulu else None)
+                            tzinfo=_UTC_ZONE if zulu else None)
         found = _DATE.fullmatch(value)
         if found is not None:
             return date(*map(int, found.groups()))
