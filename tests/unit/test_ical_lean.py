@@ -251,7 +251,8 @@ SIMPLE_EXTRAS = [
     (), ("DTSTART:20260106T100000Z",), ("DTEND:20260105T120000Z", "DTEND:20260105T130000Z"), ("UID:second",),
     ("CREATED:20250101T000000Z",), ("CREATED:20250101",), ("CREATED:20250101T000000",), ("CREATED:20251301T000000Z",),
     ("CREATED:x",), ("SEQUENCE:0",), ("SEQUENCE:12",), ("SEQUENCE:+1",), ("SEQUENCE: 1",), ("SEQUENCE:x",),
-    ("SEQUENCE:²",), ("SEQUENCE:",), ("SUMMARY:a\\,b",), ("STATUS:CONFIRMED",), ("X-APPLE-TRAVEL:1",),
+    ("SEQUENCE:²",), ("SEQUENCE:",), ("SEQUENCE:2147483647",), ("SEQUENCE:2147483648",), ("SEQUENCE:" + "0" * 11,),
+    ("SEQUENCE:" + "9" * 4301,), ("SUMMARY:a\\,b",), ("STATUS:CONFIRMED",), ("X-APPLE-TRAVEL:1",),
     ("X-WR-TIMEZONE:Europe/Berlin",), ("RRULE:FREQ=DAILY;COUNT=2",), ("RDATE:20260107T100000Z",),
     ("EXDATE:20260107T100000Z",), ("RECURRENCE-ID:20260105T100000Z",), ("URL:http://example.org/",), ("GEO:1;2",),
     ("ATTENDEE:mailto:a@example.org",), ("ORGANIZER;CN=x:mailto:a@example.org",), ("DUE:20260105T110000Z",),
@@ -345,8 +346,8 @@ _TOP_POOL = [line for top in SIMPLE_TOPS for line in top] + TOP_LINES
 
 @settings(max_examples=400, deadline=None, database=None)
 @given(lines=st.lists(st.sampled_from(_EVENT_POOL), max_size=6),
-                  top=st.lists(st.sampled_from(_TOP_POOL), max_size=2),
-                  ending=st.sampled_from(["\r\n", "\n"]))
+       top=st.lists(st.sampled_from(_TOP_POOL), max_size=2),
+       ending=st.sampled_from(["\r\n", "\n", "\r"]))
 def test_mixed_lines_are_indexed_as_the_full_parse_indexes_them(lines: list[str], top: list[str],
                                                                  ending: str) -> None:
     data = event(*lines).replace(b"\r\n", ending.encode())

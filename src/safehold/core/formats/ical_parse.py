@@ -455,7 +455,7 @@ def _apply_x_wr_timezone(cal: Any) -> Any:
         return x_wr_timezone.to_standard(cal)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         return cal
-    except OverflowError as exc:  # a UTC time at the end of year 9999, moved into the zone
+    except OverflowError as exc:  # a UTC time at either end of years 1-9999, moved into the zone
         raise InvalidCalendarData(VALID_DATA, TOO_FAR) from exc
 
 
