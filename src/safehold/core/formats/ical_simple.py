@@ -30,6 +30,7 @@ _DATE_TIME = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})T([0-9]{2})([0-9]{2})([0
 _DATE = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})")
 _DIGITS = re.compile(r"[0-9]{1,10}")  # longer: the full parse decides (int() caps digits)
 _MAX_INTEGER = 2_147_483_647
+_ONCE = frozenset({"UID", "DTSTART", "DTEND", "RRULE"})  # each at most once in a simple event
 _ONE_DAY = timedelta(days=1)
 _UTC_ZONE = zoneinfo.ZoneInfo("UTC")  # what icalendar gives "...Z" values (one cached object)
 
@@ -60,10 +61,7 @@ def simple_event(data: bytes) -> SimpleEvent | None:
     component = "VCALENDAR"
     events = 0
     scale = False
-    uid: str | None = None
-    start: Time | None = None
-    end: Time | None = None
-    rule: str | None = None
+    once: dict[str, str] = {}  # the values of _ONCE
     for line in lines[1:-1]:
         found = _PLAIN_NAME.match(line)
         if found is None:
@@ -83,42 +81,30 @@ def simple_event(data: bytes) -> SimpleEvent | None:
             if name != "CALSCALE" or value.upper() != "GREGORIAN" or scale:
                 return None  # twice, the full parse reads a list, which is no GREGORIAN
             scale = True
-        elif name == "UID":
-            if uid is not None or not value or "\\" in value:
+        elif name in _ONCE:
+            if name in once:
                 return None
-            uid = value
-        elif name == "DTSTART":
-            if start is not None:
-                return None
-            start = _time(value)
-            if start is None:
-                return None
-        elif name == "DTEND":
-            if end is not None:
-                return None
-            end = _time(value)
-            if end is None:
-                return None
-        elif name == "RRULE":
-            if rule is not None:
-                return None
-            rule = value
+            once[name] = value
         elif name == "CREATED":
             created = _time(value)
             if not isinstance(created, datetime) or created.tzinfo is None:
                 return None
         elif name != "SEQUENCE" or not _DIGITS.fullmatch(value) or int(value) > _MAX_INTEGER:
             return None  # icalendar refuses an INTEGER outside RFC 5545 §3.3.8's range
-    if component != "VCALENDAR" or not events or uid is None or start is None:
+    uid, start = once.get("UID"), _time(once.get("DTSTART", ""))
+    if component != "VCALENDAR" or not events or not uid or "\\" in uid or start is None:
         return None
-    if end is None:  # RFC 5545 §3.6.1: an all-day event lasts the day, a timed one no time
-        if isinstance(start, datetime):
-            end = start
-        elif start.year < 9999:
-            end = start + _ONE_DAY
-        else:
-            return None  # past year 9999: the full parse words it
-    return SimpleEvent(uid, start, end, rule)
+    if "DTEND" in once:
+        end = _time(once["DTEND"])
+        if end is None:
+            return None
+    elif isinstance(start, datetime):  # RFC 5545 §3.6.1: a timed event lasts no time,
+        end = start
+    elif start.year < 9999:  # an all-day one the day
+        end = start + _ONE_DAY
+    else:
+        return None  # past year 9999: the full parse words it
+    return SimpleEvent(uid, start, end, once.get("RRULE"))
 
 
 def _time(value: str) -> Time | None:
