@@ -394,7 +394,13 @@ NEVER = ["FREQ=DAILY;BYMONTH=13;COUNT=2", "FREQ=MONTHLY;BYMONTHDAY=32", "FREQ=WE
          "FREQ=DAILY;BYHOUR=24", "FREQ=YEARLY;BYWEEKNO=-54", "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30;COUNT=2",
          "FREQ=DAILY;BYMONTH=4;BYMONTHDAY=31", "FREQ=YEARLY;BYYEARDAY=100;BYMONTH=1;COUNT=3",
          "FREQ=DAILY;INTERVAL=7;BYDAY=TU;COUNT=3", "FREQ=SECONDLY;BYMONTH=2;BYMONTHDAY=30;COUNT=2",
-         "FREQ=MONTHLY;INTERVAL=12;BYMONTH=2;UNTIL=20300101T000000Z", "FREQ=HOURLY;BYSECOND=60;COUNT=2"]
+         "FREQ=MONTHLY;INTERVAL=12;BYMONTH=2;UNTIL=20300101T000000Z", "FREQ=HOURLY;BYSECOND=60;COUNT=2",
+         # Found by helper h6 (the first two never ended, the next two were 500s, the rest took seconds):
+         "FREQ=DAILY;INTERVAL=0;BYHOUR=3;COUNT=2", "FREQ=WEEKLY;COUNT=3;INTERVAL=0;BYYEARDAY=-1",
+         "FREQ=MONTHLY;BYDAY=8MO;COUNT=3", "FREQ=YEARLY;BYMONTH=3;BYDAY=47MO;COUNT=3",
+         "FREQ=SECONDLY;UNTIL=20291230T235959Z;BYSETPOS=10", "FREQ=SECONDLY;BYSETPOS=2;BYSECOND=1,2",
+         "FREQ=SECONDLY;BYSETPOS=1;BYMONTH=2;BYMONTHDAY=30", "FREQ=SECONDLY;COUNT=-1;INTERVAL=1",
+         "FREQ=YEARLY;BYDAY=54MO;COUNT=3"]
 
 
 @pytest.mark.parametrize("rule", NEVER)
@@ -411,7 +417,9 @@ def test_a_rule_that_never_occurs_or_is_out_of_range_is_refused(rule: str) -> No
     "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=29;COUNT=3", "FREQ=YEARLY;BYWEEKNO=53;COUNT=2",
     "FREQ=MONTHLY;BYDAY=5FR;COUNT=4", "FREQ=WEEKLY;BYDAY=MO,WE;COUNT=10", "FREQ=MONTHLY;BYMONTHDAY=-31",
     "FREQ=YEARLY;BYYEARDAY=366;COUNT=2", "FREQ=DAILY;INTERVAL=7;BYDAY=MO;COUNT=3",
-    "FREQ=MINUTELY;BYMONTH=2;BYMONTHDAY=29;BYHOUR=0;BYMINUTE=0;COUNT=2"])
+    "FREQ=MINUTELY;BYMONTH=2;BYMONTHDAY=29;BYHOUR=0;BYMINUTE=0;COUNT=2", "FREQ=MONTHLY;BYDAY=8MO,1TU;COUNT=3",
+    "FREQ=MONTHLY;BYDAY=MO,TU;BYSETPOS=-1;COUNT=3", "FREQ=DAILY;BYHOUR=9,10;BYSETPOS=2;COUNT=3",
+    "FREQ=YEARLY;BYDAY=53MO;COUNT=3", "FREQ=HOURLY;BYMINUTE=0,30;BYSETPOS=-1;COUNT=4", "FREQ=SECONDLY;BYSETPOS=1"])
 def test_rare_rules_that_do_occur_are_accepted(rule: str) -> None:
     assert inspect_calendar(event("DTSTART:20240101T100000Z", f"RRULE:{rule}")).recurring
 
@@ -572,6 +580,14 @@ def test_a_vtimezone_whose_rule_dateutil_cannot_evaluate_is_an_unknown_zone() ->
 def test_a_zone_named_in_x_wr_timezone_cannot_move_a_time_past_year_9999() -> None:
     # Found by tests/unit/test_ical_lean.py: the move into the zone overflowed (a 500 on PUT).
     data = calendar(*component("VEVENT", "DTSTART:99991231T235959Z"), top=("X-WR-TIMEZONE:Europe/Berlin",))
+    with pytest.raises(InvalidCalendarData) as refused:
+        inspect_calendar(data)
+    assert refused.value.precondition == "valid-calendar-data"
+
+
+def test_a_rule_running_past_year_9999_is_refused() -> None:
+    # Found by helper h6: dateutil's "year 10000 is out of range" was a 500.
+    data = event("DTSTART:99991231T235959Z", "RRULE:FREQ=WEEKLY;COUNT=1000;BYMONTHDAY=1,15")
     with pytest.raises(InvalidCalendarData) as refused:
         inspect_calendar(data)
     assert refused.value.precondition == "valid-calendar-data"

@@ -183,7 +183,8 @@ RULES = [
     "FREQ=WEEKLY;COUNT=0", "FREQ=WEEKLY;COUNT=3;WKST=XX", "FREQ=FORTNIGHTLY;COUNT=2",
     "FREQ=WEEKLY;COUNT=2;COUNT=3", "FREQ=DAILY;INTERVAL=2;INTERVAL=3;COUNT=4", "FREQ=WEEKLY;COUNT=5;UNTIL=20260301T000000Z",
     "FREQ=WEEKLY;COUNT=x", "FREQ=WEEKLY;X-NAME=1;COUNT=2", "COUNT=3", "FREQ=;COUNT=3", "FREQ=DAILY,WEEKLY;COUNT=3",
-    "FREQ=WEEKLY;COUNT=3;", "FREQ=WEEKLY;INTERVAL=;COUNT=3",
+    "FREQ=WEEKLY;COUNT=3;", "FREQ=WEEKLY;INTERVAL=;COUNT=3", "FREQ=DAILY;INTERVAL=0;BYHOUR=3;COUNT=2",
+    "FREQ=MONTHLY;BYDAY=8MO;COUNT=3", "FREQ=WEEKLY;BYDAY=MO;UNTIL=22100101T000000Z",
 ]
 # Beside each rule, in a VEVENT starting and ending as the first of the lists above.
 RECURRING_EXTRAS = [
@@ -318,10 +319,19 @@ def test_a_simple_series_is_indexed_as_the_full_parse_indexes_it(rule: str, monk
 
 def test_the_simple_series_cases_reach_the_shortcut() -> None:
     # Not vacuous: recurring events took the simple path, with spans and without.
-    found = [ical._simple(event, False) for rule in RULES for data in _simple_series_cases(rule)
+    found = [_simple_outcome(event) for rule in RULES for data in _simple_series_cases(rule)
              if (event := ical_simple.simple_event(data)) is not None and event.rule is not None]
-    assert sum(f is not None and f.spans is not None for f in found) >= 100
-    assert any(f is not None and f.recurring and f.spans is None for f in found)
+    assert sum(isinstance(f, CalendarInfo) and f.spans is not None for f in found) >= 100
+    assert any(isinstance(f, CalendarInfo) and f.recurring and f.spans is None for f in found)
+    assert "walked" in found and "refused" in found  # declined after the walk; refused at once
+
+
+def _simple_outcome(event: ical_simple.SimpleEvent) -> CalendarInfo | str | None:
+    try:
+        info, walked = ical._simple(event, False)
+    except InvalidCalendarData:
+        return "refused"
+    return "walked" if walked else info
 
 
 def test_the_simple_cases_reach_the_shortcut() -> None:

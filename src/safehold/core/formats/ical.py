@@ -100,9 +100,11 @@ def inspect_calendar(data: bytes, *, stored: bool = False) -> CalendarInfo:
     NUL check, for bytes accepted before it existed (items.index_for).
     """
     simple = ical_simple.simple_event(data)
-    found = _simple(simple, stored) if simple is not None else None
-    if found is not None:
-        return found
+    walked = False  # the plain-series walk was tried on this object and declined
+    if simple is not None:
+        found, walked = _simple(simple, stored)
+        if found is not None:
+            return found
     cal = parse(data, slim=True, for_index=True)
     # After parsing, so that a body that is no iCalendar at all (an image) is named so.
     nul = None if stored else nul_byte(data)
@@ -118,7 +120,7 @@ def inspect_calendar(data: bytes, *, stored: bool = False) -> CalendarInfo:
     if recurring:
         _check_once(components)
     try:
-        plain = _plain_series(components) if recurring else None
+        plain = _plain_series(components) if recurring and not walked else None
         if plain is not None:
             start, end, spans = plain
         else:
@@ -131,27 +133,37 @@ def inspect_calendar(data: bytes, *, stored: bool = False) -> CalendarInfo:
     return CalendarInfo(components[0].name, str(prop(components[0], "UID")), start, end, recurring, spans)
 
 
-def _simple(event: ical_simple.SimpleEvent, stored: bool) -> CalendarInfo | None:
-    """inspect_calendar of a simple event (ical_simple), as the full parse comes to it; None
-    where the full parse must decide (a recurring one that is no plain series, a rule it
-    refuses, a date it cannot index), and for stored bytes with a rule (not checked)."""
-    try:
-        if event.rule is None:
+def _simple(event: ical_simple.SimpleEvent, stored: bool) -> tuple[CalendarInfo | None, bool]:
+    """inspect_calendar of a simple event (ical_simple), as the full parse comes to it:
+    (the index, None where the full parse must decide; whether the plain-series walk was
+    tried and declined, which the full parse, given the same rule, start and length, then
+    need not repeat). A rule ical_rules refuses is refused here, as _check_rules words it
+    (its probe can take a tenth of a second). Stored bytes with a rule: the full parse."""
+    if event.rule is None:
+        try:
             low, high = _hull([event.start, event.end])  # _bounds of a lone VEVENT
-            return CalendarInfo("VEVENT", event.uid, low - _SPARE, high + _SPARE, False)
-        if stored or not isinstance(event.start, datetime):
-            return None
+            return CalendarInfo("VEVENT", event.uid, low - _SPARE, high + _SPARE, False), False
+        except OverflowError:
+            return None, False
+    if stored or not isinstance(event.start, datetime):
+        return None, False
+    try:
         rule = vRecur.from_ical(event.rule)
-        # _check_component and _check_rules: what they refuse, the full parse words.
-        if "COUNT" in rule and "UNTIL" in rule or ical_rules.problem(rule, event.start) is not None:
-            return None
+    except (ValueError, TypeError):
+        return None, False
+    if "COUNT" in rule and "UNTIL" in rule:
+        return None, False  # _check_component's refusal
+    problem = ical_rules.problem(rule, event.start)
+    if problem is not None:
+        raise InvalidCalendarData(VALID_DATA, _rule_refusal("VEVENT", "RRULE", problem))
+    try:
         series = _series(rule, event.start, _length_until(event.end, event.start))
     except (ValueError, TypeError, OverflowError):
-        return None
+        return None, False
     if series is None:
-        return None
+        return None, True
     start, end, spans = series
-    return CalendarInfo("VEVENT", event.uid, start, end, True, spans)
+    return CalendarInfo("VEVENT", event.uid, start, end, True, spans), False
 
 
 def _object_components(cal: Any) -> list[Any]:
@@ -228,8 +240,11 @@ def _check_rules(comp: Any) -> None:
         for rule in as_list(prop(comp, name)):
             problem = ical_rules.problem(rule, start)
             if problem is not None:
-                raise InvalidCalendarData(VALID_DATA, f"{comp.name} {name}: {problem} "
-                                          "(RFC 5545 §3.3.10)")
+                raise InvalidCalendarData(VALID_DATA, _rule_refusal(comp.name, name, problem))
+
+
+def _rule_refusal(component: str, name: str, problem: str) -> str:
+    return f"{component} {name}: {problem} (RFC 5545 §3.3.10)"
 
 
 def _bounds(components: list[Any]) -> tuple[datetime | None, datetime | None]:
@@ -343,12 +358,15 @@ def _last_rule_start(rule: Any, start: Time) -> Time | None:
     except (ValueError, TypeError) as exc:
         raise InvalidCalendarData(VALID_DATA, f"RRULE cannot be evaluated: {exc}") from exc
     last = first
-    for index, occurrence in enumerate(generated):
-        if until is not None and occurrence > until:
-            break
-        if index >= MAX_INSTANCES or occurrence.year > MAX_YEAR:
-            return None
-        last = occurrence
+    try:
+        for index, occurrence in enumerate(generated):
+            if until is not None and occurrence > until:
+                break
+            if index >= MAX_INSTANCES or occurrence.year > MAX_YEAR:
+                return None
+            last = occurrence
+    except ValueError as exc:  # "year 10000 is out of range", from a start late in 9999
+        raise InvalidCalendarData(VALID_DATA, TOO_FAR) from exc
     return _from_wall_time(last, start)
 
 

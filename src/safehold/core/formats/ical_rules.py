@@ -13,6 +13,8 @@ years, so every pattern of a rule repeats within it, whatever its INTERVAL).
 
 from __future__ import annotations
 
+import math
+import re
 from datetime import date, datetime
 from typing import Any
 
@@ -38,17 +40,54 @@ _LAST_YEAR = 9999  # datetime.MAXYEAR: where dateutil gives up
 def problem(rule: Any, start: date | datetime) -> str | None:
     """Why ``rule`` (an icalendar vRecur) starting at ``start`` cannot be accepted, or
     None. Rules without BYxxx parts always match (every FREQ step is an instance)."""
+    # First: dateutil searches a rule with INTERVAL=0 for ever (the event loop frozen), and
+    # one with a negative COUNT for millions of steps.
+    for value in rule.get("INTERVAL", []):
+        if not isinstance(value, int) or value < 1:
+            return f"INTERVAL={value} is not a positive integer"
+    for value in rule.get("COUNT", []):
+        if not isinstance(value, int) or value < 0:
+            return f"COUNT={value} is negative"
     for part, (low, high, signed) in _RANGES.items():
         for value in rule.get(part, []):
             if not isinstance(value, int) or not (low <= abs(value) <= high if signed and value
                                                   else low <= value <= high):
                 return f"{part}={value} is outside {'±' if signed else ''}{low}..{high}"
+    ordinals = [int(found.group(1)) for day in rule.get("BYDAY", [])
+                if (found := _ORDINAL.fullmatch(str(day))) is not None]
+    if any(not 1 <= abs(n) <= 53 for n in ordinals):
+        return "a BYDAY ordinal is outside ±1..53"
     if not any(part.startswith("BY") and part != "WKST" for part in rule):
         return None
-    if _never(rule, start):
-        return ("it never occurs: no date matches its BYxxx parts (and INTERVAL) in a whole "
-                "400-year cycle of the calendar")
+    freq = str(rule.get("FREQ", [""])[0]).upper()
+    in_month = freq == "MONTHLY" or freq == "YEARLY" and "BYMONTH" in rule
+    try:
+        # No month has a 6th weekday (dateutil fails on some: IndexError, a 500), and a
+        # BYSETPOS past the instances one period can hold selects none.
+        if in_month and ordinals and len(ordinals) == len(rule["BYDAY"]) and all(abs(n) > 5 for n in ordinals) \
+                or _beyond_setpos(rule, freq) or _never(rule, start):
+            return NEVER
+    except IndexError:  # dateutil's, on a rule it cannot expand
+        return "it cannot be expanded"
     return None
+
+
+NEVER = ("it never occurs: no date matches its BYxxx parts (and INTERVAL) in a whole 400-year "
+         "cycle of the calendar")
+_ORDINAL = re.compile(r"([+-]?[0-9]+)[A-Za-z]{2}")
+# The parts that add instances within one period of each FREQ (RFC 5545 §3.3.10's table:
+# "Expand"); in a DAILY or shorter period they are all the instances there are.
+_EXPANDING = {"SECONDLY": (), "MINUTELY": ("BYSECOND",), "HOURLY": ("BYMINUTE", "BYSECOND"),
+              "DAILY": ("BYHOUR", "BYMINUTE", "BYSECOND")}
+
+
+def _beyond_setpos(rule: Any, freq: str) -> bool:
+    """Whether every BYSETPOS asks for more instances than a DAILY or shorter period has
+    (dateutil tries every period until year 9999: ``FREQ=SECONDLY;BYSETPOS=2``)."""
+    if "BYSETPOS" not in rule or freq not in _EXPANDING:
+        return False
+    most = math.prod(len(rule.get(part, [])) or 1 for part in _EXPANDING[freq])
+    return all(abs(int(n)) > most for n in rule["BYSETPOS"])
 
 
 def _never(rule: Any, start: date | datetime) -> bool:
@@ -63,12 +102,14 @@ def _never(rule: Any, start: date | datetime) -> bool:
     searched, unless its INTERVAL spans more than a cycle (expansion then takes few
     steps of its own)."""
     interval = int(rule.get("INTERVAL", [1])[0])
-    plain_days = "BYSETPOS" not in rule and all(str(d).isalpha() for d in rule.get("BYDAY", []))
-    if plain_days:
+    if all(str(d).isalpha() for d in rule.get("BYDAY", [])):
+        # BYSETPOS only drops instances: if no day passes, none is left with it either.
         days = vRecur({"FREQ": ["YEARLY"], **{p: rule[p] for p in _DAY_PARTS if p in rule}})
         if _none_from(days, start):
             return True
-        if interval == 1:
+        # In a DAILY or shorter period every instance is on one day, and a BYSETPOS that
+        # is not beyond the period's instances (_beyond_setpos) selects one of them.
+        if interval == 1 and ("BYSETPOS" not in rule or str(rule["FREQ"][0]).upper() in _EXPANDING):
             return False
     if interval * _UNIT_DAYS.get(str(rule.get("FREQ", ["DAILY"])[0]).upper(), 1) > _CYCLE_DAYS:
         return False
