@@ -8,7 +8,11 @@ PUT busy for 7-12 s of CPU, on the event loop, holding up every other client, an
 calendar-query that met it again. Such rules are refused at PUT (valid-calendar-data):
 a value outside the part's range, or a rule that matches nothing in a whole 400-year
 cycle of the Gregorian calendar (146,097 days: a whole number of weeks, months and
-years, so every pattern of a rule repeats within it, whatever its INTERVAL).
+years, so every pattern of a rule repeats within it, whatever its INTERVAL). Before that
+search, what would send it (or expansion) astray is refused outright: an INTERVAL below 1
+(dateutil never ends), a negative COUNT, a BYDAY ordinal outside ±1..53 or past the 5th
+in a month (dateutil's IndexError), and a BYSETPOS past the instances of a DAILY or
+shorter period (dateutil tries every period: minutes for ``FREQ=SECONDLY;BYSETPOS=2``).
 """
 
 from __future__ import annotations
