@@ -90,7 +90,7 @@ def _beyond_setpos(rule: Any, freq: str) -> bool:
     (dateutil tries every period until year 9999: ``FREQ=SECONDLY;BYSETPOS=2``)."""
     if "BYSETPOS" not in rule or freq not in _EXPANDING:
         return False
-    most = math.prod(len(rule.get(part, [])) or 1 for part in _EXPANDING[freq])
+    most = math.prod(len(set(rule.get(part, []))) or 1 for part in _EXPANDING[freq])
     return all(abs(int(n)) > most for n in rule["BYSETPOS"])
 
 
