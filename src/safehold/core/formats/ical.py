@@ -49,8 +49,9 @@ from safehold.core.formats.ical_parse import (
     as_list,
     has,
     is_date,
+    decode,
     main_components,
-    parse,
+    parse_text,
     prop,
 )
 
@@ -99,13 +100,14 @@ def inspect_calendar(data: bytes, *, stored: bool = False) -> CalendarInfo:
     ``valid-calendar-object-resource`` when they break RFC 4791 §4.1. ``stored`` skips the
     NUL check, for bytes accepted before it existed (items.index_for).
     """
-    simple = ical_simple.simple_event(data)
+    text = decode(data)  # once, for both readings
+    simple = ical_simple.simple_event(text)
     walked = False  # the plain-series walk was tried on this object and declined
     if simple is not None:
         found, walked = _simple(simple, stored)
         if found is not None:
             return found
-    cal = parse(data, slim=True, for_index=True)
+    cal = parse_text(text, slim=True, for_index=True)
     # After parsing, so that a body that is no iCalendar at all (an image) is named so.
     nul = None if stored else nul_byte(data)
     if nul is not None:

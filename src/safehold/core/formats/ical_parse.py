@@ -182,7 +182,12 @@ def _value_type(name: str, value: str | None) -> Any:
 
 
 def parse(data: bytes, *, slim: bool = False, for_index: bool = False) -> Any:
-    """Parse and check one iCalendar stream; raises InvalidCalendarData (valid-calendar-data).
+    """Parse and check one iCalendar stream; raises InvalidCalendarData (valid-calendar-data)."""
+    return parse_text(decode(data), slim=slim, for_index=for_index)
+
+
+def parse_text(text: str, *, slim: bool = False, for_index: bool = False) -> Any:
+    """``parse`` of the stream's text (:func:`decode`), for a caller that has it already.
 
     ``slim`` leaves out the values of inline binary properties (ATTACH;ENCODING=BASE64): they
     matter neither to the index nor to any filter, and icalendar reads long lines slowly.
@@ -190,7 +195,7 @@ def parse(data: bytes, *, slim: bool = False, for_index: bool = False) -> Any:
     and that cannot change the outcome (``_UNINDEXED_TEXT``, ``_UNINDEXED_IN_VEVENT``, X-
     properties): the tree then serves validation and indexing only, not filters.
     """
-    lines = content_lines(decode(data), slim=slim, for_index=for_index)
+    lines = content_lines(text, slim=slim, for_index=for_index)
     try:
         # icalendar's parser takes content lines as well as text. Ours are unfolded already and
         # hold exactly one VCALENDAR, so joining them only for icalendar to split them again

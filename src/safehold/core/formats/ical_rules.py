@@ -69,7 +69,7 @@ def problem(rule: Any, start: date | datetime) -> str | None:
         # No month has a 6th weekday (dateutil fails on some: IndexError, a 500), and a
         # BYSETPOS past the instances one period can hold selects none.
         if in_month and ordinals and len(ordinals) == len(rule["BYDAY"]) and all(abs(n) > 5 for n in ordinals) \
-                or _beyond_setpos(rule, freq) or _never(rule, start):
+                or _beyond_setpos(rule, freq) or _never(rule, start, freq):
             return NEVER
     except IndexError:  # dateutil's, on a rule it cannot expand
         return "it cannot be expanded"
@@ -94,7 +94,7 @@ def _beyond_setpos(rule: Any, freq: str) -> bool:
     return all(abs(int(n)) > most for n in rule["BYSETPOS"])
 
 
-def _never(rule: Any, start: date | datetime) -> bool:
+def _never(rule: Any, start: date | datetime, freq: str) -> bool:
     """Whether the rule, without COUNT and UNTIL, has no instance at all.
 
     First the days alone: every instance falls on a day that passes all of the rule's
@@ -113,9 +113,9 @@ def _never(rule: Any, start: date | datetime) -> bool:
             return True
         # In a DAILY or shorter period every instance is on one day, and a BYSETPOS that
         # is not beyond the period's instances (_beyond_setpos) selects one of them.
-        if interval == 1 and ("BYSETPOS" not in rule or str(rule["FREQ"][0]).upper() in _EXPANDING):
+        if interval == 1 and ("BYSETPOS" not in rule or freq in _EXPANDING):
             return False
-    if interval * _UNIT_DAYS.get(str(rule.get("FREQ", ["DAILY"])[0]).upper(), 1) > _CYCLE_DAYS:
+    if interval * _UNIT_DAYS.get(freq, 1) > _CYCLE_DAYS:
         return False
     return _none_from(rule, start)
 

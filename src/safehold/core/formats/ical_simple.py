@@ -21,7 +21,7 @@ from datetime import date, datetime, timedelta
 from typing import NamedTuple
 
 from safehold.core.formats.ical_instances import Time
-from safehold.core.formats.ical_parse import decode, left_out_for_index, logical_lines
+from safehold.core.formats.ical_parse import left_out_for_index, logical_lines
 
 # "NAME:value": a line without parameters (icalendar splits it at the first colon).
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9-]+(?=:)")
@@ -42,20 +42,21 @@ class SimpleEvent(NamedTuple):
     rule: str | None  # the RRULE's value as written
 
 
-def simple_event(data: bytes) -> SimpleEvent | None:
-    """The UID, own instance and RRULE of a simple event, else None.
+def simple_event(text: str) -> SimpleEvent | None:
+    """The UID, own instance and RRULE of a simple event, else None. ``text``: the
+    stream's text (ical_parse.decode), which the full parse reads too.
 
     Simple: one VCALENDAR holding one VEVENT and nothing else; every line "NAME:value";
-    no NUL byte; in the VEVENT one UID (no backslash), one DTSTART and at most one DTEND,
-    each a UTC or floating DATE-TIME or a DATE, at most one RRULE, optionally CREATED (a
-    UTC DATE-TIME) and SEQUENCE (up to 10 digits, at most 2^31 - 1); every other line one the full parse leaves out
-    for the index (SUMMARY, DESCRIPTION, DTSTAMP, X- ...); in the VCALENDAR only such lines
-    and CALSCALE GREGORIAN. No RDATE, EXDATE, DURATION, RECURRENCE-ID, METHOD,
-    X-WR-TIMEZONE, VALARM or VTIMEZONE. The RRULE is returned as written: the caller
-    reads it (ical._simple)."""
-    if b"\0" in data:
+    no NUL character; in the VEVENT one UID (no backslash), one DTSTART and at most one
+    DTEND, each a UTC or floating DATE-TIME or a DATE, at most one RRULE, optionally
+    CREATED (a UTC DATE-TIME) and SEQUENCE (up to 10 digits, at most 2^31 - 1); every
+    other line one the full parse leaves out for the index (SUMMARY, DESCRIPTION,
+    DTSTAMP, X- ...); in the VCALENDAR only such lines and CALSCALE GREGORIAN. No RDATE,
+    EXDATE, DURATION, RECURRENCE-ID, METHOD, X-WR-TIMEZONE, VALARM or VTIMEZONE. The
+    RRULE is returned as written: the caller reads it (ical._simple)."""
+    if "\0" in text:
         return None
-    lines = list(logical_lines(decode(data)))
+    lines = list(logical_lines(text))
     if len(lines) < 4 or lines[0] != "BEGIN:VCALENDAR" or lines[-1] != "END:VCALENDAR":
         return None
     component = "VCALENDAR"
